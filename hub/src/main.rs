@@ -1,1 +1,168 @@
-fn main() {}
+//! telltale-hub: command line, config, logging, signals and wiring. The work
+//! is done by the crates under crates/.
+
+mod config;
+mod demo;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::HubConfig;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "telltale-hub", version, about = "Telltale telemetry hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Run {
+        /// Config file.
+        #[arg(long, default_value = "/etc/telltale/hub.toml")]
+        config: PathBuf,
+    },
+    /// Run a demo: the hub on 127.0.0.1 with a local data folder, and demo
+    /// agents feeding simulated readings.
+    Demo {
+        /// Where the demo keeps its data.
+        #[arg(long, default_value = "telltale-demo-data")]
+        data_dir: PathBuf,
+        /// MQTT port.
+        #[arg(long, default_value_t = 1883)]
+        mqtt_port: u16,
+    },
+    /// Check a config file and exit.
+    CheckConfig {
+        /// Config file.
+        #[arg(long, default_value = "/etc/telltale/hub.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::CheckConfig { config } => {
+            HubConfig::load(&config)?;
+            println!("config ok");
+            Ok(())
+        }
+        Command::Run { config } => {
+            let config = HubConfig::load(&config)?;
+            runtime()?.block_on(run(config, None))
+        }
+        Command::Demo {
+            data_dir,
+            mqtt_port,
+        } => {
+            let config = demo::config(&data_dir, mqtt_port);
+            runtime()?.block_on(async move {
+                let agents = demo::Agents::start(&data_dir, mqtt_port)?;
+                run(config, Some(agents)).await
+            })
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off"));
+    // Under journald the journal stamps each line; do not stamp twice.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if journald {
+        fmt.without_time().with_ansi(false).init();
+    } else {
+        fmt.init();
+    }
+}
+
+async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let shutdown = CancellationToken::new();
+
+    let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
+    let db = config.db_path();
+    let (writer, writer_thread) = telltale_store::writer::start(&db, config.store.clone(), acks_tx)
+        .with_context(|| format!("cannot open the store {}", db.display()))?;
+    let broker = telltale_broker::start(&config.broker, &config.ingest.filters())
+        .context("cannot start the mqtt broker")?;
+    tracing::info!(
+        mqtt = %broker.local_addr,
+        db = %db.display(),
+        epoch = %writer.epoch,
+        "hub ready"
+    );
+
+    let stats = Arc::new(telltale_ingest::IngestStats::default());
+    let ingest = tokio::spawn(telltale_ingest::run(
+        broker.messages,
+        broker.publisher,
+        writer,
+        acks_rx,
+        config.ingest.clone(),
+        stats,
+        shutdown.clone(),
+    ));
+
+    let mut demo = demo;
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    if let Some(agents) = demo.as_mut() {
+        agents.stop().await;
+    }
+    shutdown.cancel();
+    // Ingest commits what it queued and sends the acks owed, then drops the
+    // last writer handle; the writer thread then commits and ends.
+    if tokio::time::timeout(Duration::from_secs(20), ingest).await.is_err() {
+        tracing::warn!("ingest did not stop in time");
+    }
+    let joined = tokio::task::spawn_blocking(move || writer_thread.join());
+    if tokio::time::timeout(Duration::from_secs(20), joined).await.is_err() {
+        tracing::warn!("store writer did not stop in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

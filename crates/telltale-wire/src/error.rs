@@ -55,6 +55,33 @@ pub enum WireError {
     BadBatchIdentity,
 }
 
+impl WireError {
+    /// A short stable code for counting rejects by kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WireError::Empty => "empty",
+            WireError::PayloadTooLarge { .. } => "payload_too_large",
+            WireError::NotSenml => "not_senml",
+            WireError::MalformedCbor { .. } => "malformed_cbor",
+            WireError::MalformedJson { .. } => "malformed_json",
+            WireError::WrongType { .. } => "wrong_type",
+            WireError::NotFinite { .. } => "not_finite",
+            WireError::TooManyRecords { .. } => "too_many_records",
+            WireError::NoRecords => "no_records",
+            WireError::NameTooLong { .. } => "name_too_long",
+            WireError::EmptyName { .. } => "empty_name",
+            WireError::BadName { .. } => "bad_name",
+            WireError::NoValue { .. } => "no_value",
+            WireError::TwoValues { .. } => "two_values",
+            WireError::UnitTooLong { .. } => "unit_too_long",
+            WireError::StringTooLong { .. } => "string_too_long",
+            WireError::MustUnderstand { .. } => "must_understand",
+            WireError::Version { .. } => "senml_version",
+            WireError::BadBatchIdentity => "bad_batch_identity",
+        }
+    }
+}
+
 /// Why a topic is not one of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
@@ -64,6 +91,17 @@ pub enum TopicError {
     DeviceId,
     #[error("topic kind is not telemetry, ack, status, cmd or cmd/result")]
     Kind,
+}
+
+impl TopicError {
+    /// A short stable code for counting rejects by kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TopicError::Prefix => "bad_topic",
+            TopicError::DeviceId => "bad_device_id",
+            TopicError::Kind => "bad_topic",
+        }
+    }
 }
 
 /// Why a pack could not be encoded.

@@ -1,0 +1,273 @@
+//! Ingest: the path from the broker to the store and back.
+//!
+//! broker link → topic → decode and validate (telltale-wire) → store writer
+//! → after commit, an `ack` publish to the device. A payload that fails is
+//! stored as a reject with its reason and counted; it never stops ingest.
+//!
+//! This crate knows neither SQLite nor rumqttd: it uses the store and broker
+//! crates' handles.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use telltale_broker::{Message, Messages, Publisher};
+use telltale_store::{AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
+use telltale_wire::decode::{self, Limits};
+use telltale_wire::msg::{Ack, Status};
+use telltale_wire::topic::{self, Kind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The `[ingest]` section of the hub's config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Topic prefix.
+    pub topic_prefix: String,
+    /// Largest payload accepted, bytes.
+    pub max_payload_bytes: usize,
+    /// Most records in one pack.
+    pub max_records: usize,
+    /// Longest metric name (base name + name), characters.
+    pub max_name_chars: usize,
+    /// Longest unit, characters.
+    pub max_unit_chars: usize,
+    /// Longest string or data value, bytes.
+    pub max_string_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            topic_prefix: topic::DEFAULT_PREFIX.to_owned(),
+            max_payload_bytes: l.max_payload,
+            max_records: l.max_records,
+            max_name_chars: l.max_name,
+            max_unit_chars: l.max_unit,
+            max_string_bytes: l.max_string,
+        }
+    }
+}
+
+impl IngestConfig {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_payload: self.max_payload_bytes,
+            max_records: self.max_records,
+            max_name: self.max_name_chars,
+            max_unit: self.max_unit_chars,
+            max_string: self.max_string_bytes,
+        }
+    }
+
+    /// The broker filters ingest subscribes to.
+    pub fn filters(&self) -> Vec<String> {
+        [Kind::Telemetry, Kind::Status, Kind::CmdResult]
+            .into_iter()
+            .map(|k| topic::filter_all(&self.topic_prefix, k))
+            .collect()
+    }
+}
+
+/// Counters of ingest.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Telemetry messages received.
+    pub messages: AtomicU64,
+    /// Readings handed to the store.
+    pub readings: AtomicU64,
+    /// Payloads rejected.
+    pub rejected: AtomicU64,
+    /// Ack messages published.
+    pub acks: AtomicU64,
+    /// Status messages seen.
+    pub statuses: AtomicU64,
+}
+
+/// A device's presence change, for later consumers (device collection).
+#[derive(Debug, Clone)]
+pub struct PresenceEvent {
+    pub device: String,
+    pub status: Status,
+}
+
+/// Runs ingest until `shutdown` fires or the broker link ends, then commits
+/// what was queued (so every ack owed is sent) and returns.
+pub async fn run(
+    mut messages: Messages,
+    publisher: Publisher,
+    writer: WriterHandle,
+    acks: mpsc::UnboundedReceiver<Vec<AckOut>>,
+    config: IngestConfig,
+    stats: Arc<IngestStats>,
+    shutdown: CancellationToken,
+) {
+    let ack_task = tokio::spawn(send_acks(
+        acks,
+        publisher,
+        config.topic_prefix.clone(),
+        stats.clone(),
+    ));
+    let mut ingest = Ingest {
+        limits: config.limits(),
+        config,
+        writer: writer.clone(),
+        stats,
+        last_log: HashMap::new(),
+    };
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            m = messages.next() => m,
+        };
+        let Some(msg) = msg else { break };
+        if ingest.handle(msg).await.is_err() {
+            tracing::error!("store writer is gone; ingest stops");
+            break;
+        }
+    }
+    // Commit what is queued so its acks go out before we stop.
+    if let Err(e) = writer.sync().await {
+        tracing::warn!(error = %e, "final store sync failed");
+    }
+    drop(writer);
+    drop(ingest);
+    // The ack task ends when the store writer (the acks sender) is gone;
+    // give it a moment for the last acks.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ack_task).await;
+}
+
+async fn send_acks(
+    mut acks: mpsc::UnboundedReceiver<Vec<AckOut>>,
+    publisher: Publisher,
+    prefix: String,
+    stats: Arc<IngestStats>,
+) {
+    while let Some(batch) = acks.recv().await {
+        for a in batch {
+            let body = Ack {
+                outbox: a.outbox,
+                upto: a.upto,
+            };
+            match serde_json::to_vec(&body) {
+                Ok(payload) => {
+                    publisher.publish(topic::format(&prefix, &a.device, Kind::Ack), payload);
+                    stats.acks.fetch_add(1, Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "ack encode failed"),
+            }
+        }
+    }
+}
+
+struct Ingest {
+    config: IngestConfig,
+    limits: Limits,
+    writer: WriterHandle,
+    stats: Arc<IngestStats>,
+    /// When a reject was last logged, per device (or topic): at most once a minute.
+    last_log: HashMap<String, Instant>,
+}
+
+impl Ingest {
+    async fn handle(&mut self, msg: Message) -> Result<(), telltale_store::StoreError> {
+        let Ok(topic_str) = std::str::from_utf8(&msg.topic) else {
+            return Ok(());
+        };
+        let (device, kind) = match topic::parse(&self.config.topic_prefix, topic_str) {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .reject(topic_str, None, e.code(), e.to_string(), &msg.payload)
+                    .await
+            }
+        };
+        match kind {
+            Kind::Telemetry => {
+                self.stats.messages.fetch_add(1, Relaxed);
+                match decode::decode(&msg.payload, &self.limits, now_secs()) {
+                    Ok(pack) => {
+                        self.stats
+                            .readings
+                            .fetch_add(pack.readings.len() as u64, Relaxed);
+                        let device = device.to_owned();
+                        self.writer
+                            .send(WriteOp::Batch(IncomingBatch {
+                                device,
+                                batch: pack.batch,
+                                readings: pack.readings,
+                            }))
+                            .await
+                    }
+                    Err(e) => {
+                        let device = device.to_owned();
+                        self.reject(topic_str, Some(device), e.code(), e.to_string(), &msg.payload)
+                            .await
+                    }
+                }
+            }
+            Kind::Status => {
+                self.stats.statuses.fetch_add(1, Relaxed);
+                match Status::parse(&msg.payload) {
+                    Ok(s) => {
+                        tracing::info!(device, state = ?s.state, agent = ?s.agent, "device status");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let device = device.to_owned();
+                        self.reject(topic_str, Some(device), "bad_status", e.to_string(), &msg.payload)
+                            .await
+                    }
+                }
+            }
+            // Command results are handled by the command issue's code.
+            Kind::CmdResult | Kind::Ack | Kind::Cmd => Ok(()),
+        }
+    }
+
+    async fn reject(
+        &mut self,
+        topic: &str,
+        device: Option<String>,
+        kind: &'static str,
+        reason: String,
+        payload: &[u8],
+    ) -> Result<(), telltale_store::StoreError> {
+        self.stats.rejected.fetch_add(1, Relaxed);
+        let key = device.clone().unwrap_or_else(|| topic.to_owned());
+        let now = Instant::now();
+        let due = self
+            .last_log
+            .get(&key)
+            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(60));
+        if due {
+            if self.last_log.len() > 10_000 {
+                self.last_log
+                    .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+            }
+            self.last_log.insert(key, now);
+            tracing::warn!(topic, kind, %reason, "payload rejected (further rejects from this device are logged at most once a minute)");
+        }
+        self.writer
+            .send(WriteOp::Reject(Reject {
+                at_ms: telltale_store::now_ms(),
+                topic: topic.to_owned(),
+                device,
+                kind,
+                reason,
+                payload: payload.to_vec(),
+            }))
+            .await
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

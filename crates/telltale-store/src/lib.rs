@@ -1,0 +1,73 @@
+//! The only crate that knows SQLite. It owns the hub's database (the readings
+//! ring log with its per-collection sequence and store epoch, interned device
+//! and metric names, idempotent batches, rejects) and the edge agent's
+//! outbox, with their schema migrations.
+//!
+//! Writes go through one writer thread ([`writer`]) that commits in groups;
+//! reads open their own connections ([`Reader`]). This crate never talks MQTT
+//! or HTTP and never decides what is valid: it stores what it is given.
+
+pub mod config;
+pub mod outbox;
+mod reader;
+mod schema;
+pub mod writer;
+
+pub use config::{Retention, StoreConfig, Synchronous};
+pub use reader::{Reader, RejectRow, StoredReading, StoredValue};
+pub use writer::{AckOut, Committed, IncomingBatch, Reject, StoreStats, WriteOp, WriterHandle};
+
+use std::path::PathBuf;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database {path} has schema version {found}, newer than this build knows ({known})")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the store writer has stopped")]
+    WriterGone,
+    #[error("outbox is full and its oldest batch cannot be dropped")]
+    OutboxFull,
+}
+
+/// A resourceVersion: the store's epoch and a sequence number in one
+/// collection. Its text form is `{epoch}-{seq}`; clients treat it as opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceVersion {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for ResourceVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.epoch, self.seq)
+    }
+}
+
+impl std::str::FromStr for ResourceVersion {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (epoch, seq) = s.rsplit_once('-').ok_or(())?;
+        if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(());
+        }
+        Ok(ResourceVersion {
+            epoch: epoch.to_owned(),
+            seq: seq.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,132 @@
+//! Schema and its versioned migrations (`PRAGMA user_version`). A migration
+//! is only ever appended; a database newer than this build is refused.
+
+use crate::config::Synchronous;
+use crate::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Migrations of the hub's database, in order; index + 1 is the version.
+const HUB_MIGRATIONS: &[&str] = &[
+    // 1: the readings log, interned names, batches, rejects.
+    "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    -- seq is the readings collection's sequence (never reused, see meta.readings_seq).
+    -- v holds REAL for numbers, TEXT for strings, BLOB for data, INTEGER 0/1 for booleans.
+    CREATE TABLE readings (
+        seq INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        device INTEGER NOT NULL,
+        metric INTEGER NOT NULL,
+        unit INTEGER,
+        v
+    );
+    CREATE TABLE outboxes (
+        device INTEGER NOT NULL,
+        outbox INTEGER NOT NULL,
+        upto INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        PRIMARY KEY (device, outbox)
+    ) WITHOUT ROWID;
+    CREATE TABLE batches (
+        device INTEGER NOT NULL,
+        outbox INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (device, outbox, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE rejects (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        device TEXT,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE TABLE reject_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    ",
+];
+
+/// Migrations of the agent's outbox database.
+const OUTBOX_MIGRATIONS: &[&str] = &["
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL,
+        readings INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    "];
+
+/// Which database a connection is for.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Hub,
+    Outbox,
+}
+
+/// Opens (creating if needed) a database, sets the pragmas and migrates it.
+pub(crate) fn open(path: &Path, kind: Kind, sync: Synchronous) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    let sync = match sync {
+        Synchronous::Full => "full",
+        Synchronous::Normal => "normal",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let migrations = match kind {
+        Kind::Hub => HUB_MIGRATIONS,
+        Kind::Outbox => OUTBOX_MIGRATIONS,
+    };
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = migrations.len() as i64;
+    if found > known {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(conn)
+}
+
+/// Reads a meta value.
+pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes a meta value.
+pub(crate) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+/// The store's epoch, created at first open: a random id that makes every
+/// resourceVersion of this database differ from any other database's.
+pub(crate) fn epoch(conn: &Connection) -> Result<String, StoreError> {
+    if let Some(e) = meta_get(conn, "epoch")? {
+        return Ok(e);
+    }
+    let e = format!("{:08x}", rand::random::<u32>());
+    meta_set(conn, "epoch", &e)?;
+    Ok(e)
+}

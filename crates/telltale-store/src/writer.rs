@@ -1,0 +1,603 @@
+//! The one writer: a thread that owns the write connection, takes batches and
+//! rejects from a queue, and commits them in groups (every
+//! `commit_interval_ms` or `commit_max_rows`, whichever comes first).
+//!
+//! After each commit it sends the acks that became true and publishes the
+//! committed readings to subscribers. A batch that is not committed is never
+//! acknowledged, so a sender that waits for the ack loses nothing.
+
+use crate::config::StoreConfig;
+use crate::reader::StoredReading;
+use crate::schema::{self, Kind};
+use crate::{now_ms, StoreError};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+use telltale_wire::decode::{Reading, Value};
+use telltale_wire::BatchId;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// A decoded pack from one device, ready to store.
+#[derive(Debug)]
+pub struct IncomingBatch {
+    /// Device id (from the topic, already checked).
+    pub device: String,
+    /// Batch identity, when the sender gave one: makes the write idempotent.
+    pub batch: Option<BatchId>,
+    /// The readings.
+    pub readings: Vec<Reading>,
+}
+
+/// A payload that was refused, kept for inspection.
+#[derive(Debug)]
+pub struct Reject {
+    /// When it arrived (ms since the epoch).
+    pub at_ms: i64,
+    /// The MQTT topic it came on.
+    pub topic: String,
+    /// The device id, when the topic named a valid one.
+    pub device: Option<String>,
+    /// Short machine-readable reason (`malformed_cbor`, `name_too_long`, ...).
+    pub kind: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+    /// The payload (the writer keeps only a prefix).
+    pub payload: Vec<u8>,
+}
+
+/// What the writer is asked to do.
+#[derive(Debug)]
+pub enum WriteOp {
+    Batch(IncomingBatch),
+    Reject(Reject),
+    /// Commit what is pending now, then answer with the last reading seq.
+    Sync(oneshot::Sender<u64>),
+}
+
+/// "Batches of `outbox` up to `upto` from `device` are committed."
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckOut {
+    pub device: String,
+    pub outbox: u64,
+    pub upto: u64,
+}
+
+/// What one commit made durable, for watchers and rules.
+#[derive(Debug)]
+pub struct Committed {
+    /// The readings committed, in seq order (empty when nobody subscribes).
+    pub readings: Vec<StoredReading>,
+    /// Last reading seq after this commit.
+    pub last_seq: u64,
+}
+
+/// Counters the writer keeps, read by benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Readings committed.
+    pub readings: AtomicU64,
+    /// Batches skipped because they were stored before.
+    pub duplicate_batches: AtomicU64,
+    /// Rejects stored.
+    pub rejects: AtomicU64,
+    /// Readings deleted by retention.
+    pub deleted: AtomicU64,
+    /// Commits that failed (and were retried by their senders).
+    pub failed_commits: AtomicU64,
+    /// Total time spent in COMMIT, microseconds.
+    pub commit_micros: AtomicU64,
+    /// Last reading seq committed.
+    pub last_seq: AtomicU64,
+    /// Oldest reading seq held.
+    pub oldest_seq: AtomicU64,
+    /// When the last commit finished (ms since the epoch).
+    pub last_commit_ms: AtomicI64,
+}
+
+/// The sending side of the writer's queue; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: flume::Sender<WriteOp>,
+    /// The store's epoch.
+    pub epoch: Arc<str>,
+    /// Counters.
+    pub stats: Arc<StoreStats>,
+    events: broadcast::Sender<Arc<Committed>>,
+}
+
+impl WriterHandle {
+    /// Queues an op, waiting while the queue is full.
+    pub async fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.tx
+            .send_async(op)
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues an op from a thread that may block.
+    pub fn send_blocking(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.tx.send(op).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Commits what is queued and returns the last reading seq.
+    pub async fn sync(&self) -> Result<u64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::Sync(tx)).await?;
+        rx.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Committed readings as they happen. A receiver that lags misses
+    /// commits (`RecvError::Lagged`) and must read them from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.events.subscribe()
+    }
+
+    /// Batches waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// Opens the hub database and starts the writer thread. Acks are sent on
+/// `acks` after each commit. The thread ends, after a last commit, once every
+/// [`WriterHandle`] is dropped; join the returned handle to wait for that.
+pub fn start(
+    path: &Path,
+    config: StoreConfig,
+    acks: mpsc::UnboundedSender<Vec<AckOut>>,
+) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
+    let conn = schema::open(path, Kind::Hub, config.synchronous)?;
+    let epoch: Arc<str> = schema::epoch(&conn)?.into();
+    let next_seq = schema::meta_get(&conn, "readings_seq")?
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let oldest: Option<u64> = conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
+    let stats = Arc::new(StoreStats::default());
+    stats.last_seq.store(next_seq - 1, Relaxed);
+    stats.oldest_seq.store(oldest.unwrap_or(next_seq), Relaxed);
+    let (tx, rx) = flume::bounded(config.queue_batches.max(1));
+    let (events, _) = broadcast::channel(1024);
+    let writer = Writer {
+        conn,
+        state: State {
+            config,
+            next_seq,
+            oldest_seq: oldest.unwrap_or(next_seq),
+            devices: HashMap::new(),
+            names: HashMap::new(),
+            outboxes: HashMap::new(),
+            stats: stats.clone(),
+        },
+        acks,
+        events: events.clone(),
+    };
+    let join = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+    Ok((
+        WriterHandle {
+            tx,
+            epoch,
+            stats,
+            events,
+        },
+        join,
+    ))
+}
+
+struct Writer {
+    conn: Connection,
+    state: State,
+    acks: mpsc::UnboundedSender<Vec<AckOut>>,
+    events: broadcast::Sender<Arc<Committed>>,
+}
+
+/// What the writer remembers between commits; all of it can be rebuilt from
+/// the database, and is after a failed commit.
+struct State {
+    config: StoreConfig,
+    /// Seq the next reading gets.
+    next_seq: u64,
+    /// Oldest seq still in the log.
+    oldest_seq: u64,
+    /// Interned device names: name → (id, shared name).
+    devices: HashMap<String, (i64, Arc<str>)>,
+    /// Interned metric and unit names.
+    names: HashMap<String, (i64, Arc<str>)>,
+    /// Idempotency state per (device id, outbox).
+    outboxes: HashMap<(i64, u64), OutboxState>,
+    stats: Arc<StoreStats>,
+}
+
+/// What the hub knows of one sender outbox.
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// Every batch up to here is committed (or will never come).
+    upto: u64,
+    /// Committed batches above `upto` (a gap sits below the smallest).
+    above: BTreeSet<u64>,
+    /// Changed in the current group.
+    dirty: bool,
+}
+
+/// Most out-of-order batches remembered per outbox before the gap below them
+/// is given up as lost.
+const MAX_ABOVE: usize = 10_000;
+
+/// One group commit in the making.
+#[derive(Default)]
+struct Group {
+    rows: usize,
+    acks: HashMap<(i64, u64), String>,
+    readings: Vec<StoredReading>,
+    syncs: Vec<oneshot::Sender<u64>>,
+}
+
+impl Writer {
+    fn run(mut self, rx: flume::Receiver<WriteOp>) {
+        let interval = self.state.config.commit_interval();
+        let idle = std::time::Duration::from_secs(5);
+        loop {
+            let first = match rx.recv_timeout(idle) {
+                Ok(op) => Some(op),
+                Err(flume::RecvTimeoutError::Timeout) => None,
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            let deadline = Instant::now() + interval;
+            let want_events = self.events.receiver_count() > 0;
+            let mut group = Group::default();
+            let mut closing = false;
+            let result = (|| -> Result<(), StoreError> {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Some(op) = first {
+                    self.state.apply(&tx, op, &mut group, want_events)?;
+                    while group.rows < self.state.config.commit_max_rows && group.syncs.is_empty()
+                    {
+                        match rx.recv_deadline(deadline) {
+                            Ok(op) => self.state.apply(&tx, op, &mut group, want_events)?,
+                            Err(flume::RecvTimeoutError::Timeout) => break,
+                            Err(flume::RecvTimeoutError::Disconnected) => {
+                                closing = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                self.state.retention(&tx, group.rows as u64)?;
+                self.state.flush_outboxes(&tx)?;
+                schema::meta_set(&tx, "readings_seq", &(self.state.next_seq - 1).to_string())?;
+                let t = Instant::now();
+                tx.commit()?;
+                let s = &self.state.stats;
+                s.commit_micros
+                    .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+                Ok(())
+            })();
+            let s = self.state.stats.clone();
+            match result {
+                Ok(()) => {
+                    s.commits.fetch_add(1, Relaxed);
+                    s.readings.fetch_add(group.rows as u64, Relaxed);
+                    s.last_seq.store(self.state.next_seq - 1, Relaxed);
+                    s.oldest_seq.store(self.state.oldest_seq, Relaxed);
+                    s.last_commit_ms.store(now_ms(), Relaxed);
+                    if !group.acks.is_empty() {
+                        let acks = group
+                            .acks
+                            .into_iter()
+                            .map(|((dev, outbox), device)| AckOut {
+                                upto: self.state.outboxes.get(&(dev, outbox)).map_or(0, |o| o.upto),
+                                device,
+                                outbox,
+                            })
+                            .collect();
+                        let _ = self.acks.send(acks);
+                    }
+                    if want_events && !group.readings.is_empty() {
+                        let _ = self.events.send(Arc::new(Committed {
+                            readings: group.readings,
+                            last_seq: self.state.next_seq - 1,
+                        }));
+                    }
+                    for w in group.syncs {
+                        let _ = w.send(self.state.next_seq - 1);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of this group is acknowledged: senders with an
+                    // outbox send it again. Rebuild the caches from the database.
+                    s.failed_commits.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, rows = group.rows, "store commit failed");
+                    if let Err(e) = self.state.reload(&self.conn) {
+                        tracing::error!(error = %e, "store state reload failed");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+            if closing {
+                break;
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+}
+
+fn value_sql(v: &Value) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match v {
+        Value::Num(x) => ValueRef::Real(*x),
+        Value::Bool(b) => ValueRef::Integer(i64::from(*b)),
+        Value::Str(s) => ValueRef::Text(s.as_bytes()),
+        Value::Data(d) => ValueRef::Blob(d),
+    })
+}
+
+impl State {
+    fn apply(
+        &mut self,
+        tx: &Connection,
+        op: WriteOp,
+        group: &mut Group,
+        want_events: bool,
+    ) -> Result<(), StoreError> {
+        match op {
+            WriteOp::Batch(b) => self.batch(tx, b, group, want_events),
+            WriteOp::Reject(r) => self.reject(tx, r),
+            WriteOp::Sync(w) => {
+                group.syncs.push(w);
+                Ok(())
+            }
+        }
+    }
+
+    fn batch(
+        &mut self,
+        tx: &Connection,
+        b: IncomingBatch,
+        group: &mut Group,
+        want_events: bool,
+    ) -> Result<(), StoreError> {
+        let (dev, dev_name) = intern(tx, &mut self.devices, "devices", &b.device)?;
+        if let Some(id) = b.batch {
+            let st = self.outbox(tx, dev, id.outbox)?;
+            if id.low > st.upto + 1 {
+                st.upto = id.low - 1;
+                st.dirty = true;
+            }
+            let duplicate = id.seq <= st.upto || st.above.contains(&id.seq);
+            group.acks.insert((dev, id.outbox), b.device.clone());
+            if duplicate {
+                self.stats.duplicate_batches.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            st.above.insert(id.seq);
+            st.dirty = true;
+            tx.prepare_cached("INSERT INTO batches(device, outbox, seq) VALUES (?1, ?2, ?3)")?
+                .execute(params![dev, id.outbox as i64, id.seq as i64])?;
+        }
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO readings(seq, ts, device, metric, unit, v) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for r in b.readings {
+            let (metric, metric_name) = intern(tx, &mut self.names, "names", &r.name)?;
+            let unit = match &r.unit {
+                Some(u) => Some(intern(tx, &mut self.names, "names", u)?),
+                None => None,
+            };
+            let seq = self.next_seq;
+            let ts = (r.time * 1000.0).round() as i64;
+            ins.execute(params![
+                seq as i64,
+                ts,
+                dev,
+                metric,
+                unit.as_ref().map(|u| u.0),
+                value_sql(&r.value)
+            ])?;
+            self.next_seq += 1;
+            group.rows += 1;
+            if want_events {
+                group.readings.push(StoredReading {
+                    seq,
+                    ts_ms: ts,
+                    device: dev_name.clone(),
+                    metric: metric_name,
+                    unit: unit.map(|u| u.1),
+                    value: r.value,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The idempotency state of one outbox, loaded on first use.
+    fn outbox(
+        &mut self,
+        tx: &Connection,
+        dev: i64,
+        outbox: u64,
+    ) -> Result<&mut OutboxState, StoreError> {
+        if !self.outboxes.contains_key(&(dev, outbox)) {
+            let upto: Option<i64> = tx
+                .prepare_cached("SELECT upto FROM outboxes WHERE device = ?1 AND outbox = ?2")?
+                .query_row(params![dev, outbox as i64], |r| r.get(0))
+                .optional()?;
+            let mut st = OutboxState {
+                upto: upto.unwrap_or(0) as u64,
+                ..OutboxState::default()
+            };
+            let mut q = tx.prepare_cached(
+                "SELECT seq FROM batches WHERE device = ?1 AND outbox = ?2 AND seq > ?3",
+            )?;
+            let rows = q.query_map(params![dev, outbox as i64, st.upto as i64], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            for seq in rows {
+                st.above.insert(seq? as u64);
+            }
+            self.outboxes.insert((dev, outbox), st);
+        }
+        self.outboxes
+            .get_mut(&(dev, outbox))
+            .ok_or(StoreError::WriterGone)
+    }
+
+    /// Moves each changed outbox's `upto` over the batches now contiguous
+    /// and writes it down.
+    fn flush_outboxes(&mut self, tx: &Connection) -> Result<(), StoreError> {
+        let now = now_ms();
+        for (&(dev, outbox), st) in self.outboxes.iter_mut().filter(|(_, s)| s.dirty) {
+            st.above.retain(|&s| s > st.upto);
+            while st.above.first() == Some(&(st.upto + 1)) {
+                st.above.pop_first();
+                st.upto += 1;
+            }
+            if st.above.len() > MAX_ABOVE {
+                let first = st.above.first().copied().unwrap_or(st.upto + 1);
+                tracing::warn!(device = dev, outbox, from = st.upto + 1, to = first - 1,
+                    "giving up on a gap in a sender's batches");
+                st.upto = first - 1;
+                while st.above.first() == Some(&(st.upto + 1)) {
+                    st.above.pop_first();
+                    st.upto += 1;
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO outboxes(device, outbox, upto, updated) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(device, outbox) DO UPDATE SET upto = excluded.upto, updated = excluded.updated",
+            )?
+            .execute(params![dev, outbox as i64, st.upto as i64, now])?;
+            tx.prepare_cached("DELETE FROM batches WHERE device = ?1 AND outbox = ?2 AND seq <= ?3")?
+                .execute(params![dev, outbox as i64, st.upto as i64])?;
+            st.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, tx: &Connection, r: Reject) -> Result<(), StoreError> {
+        let keep = r.payload.len().min(self.config.reject_payload_bytes);
+        tx.prepare_cached(
+            "INSERT INTO rejects(at, topic, device, kind, reason, size, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            r.at_ms,
+            r.topic,
+            r.device,
+            r.kind,
+            r.reason,
+            r.payload.len() as i64,
+            &r.payload[..keep]
+        ])?;
+        let id = tx.last_insert_rowid();
+        tx.prepare_cached("DELETE FROM rejects WHERE id <= ?1")?
+            .execute([id - self.config.max_rejects as i64])?;
+        tx.prepare_cached(
+            "INSERT INTO reject_counts(kind, n) VALUES (?1, 1)
+             ON CONFLICT(kind) DO UPDATE SET n = n + 1",
+        )?
+        .execute([r.kind])?;
+        self.stats.rejects.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Deletes the oldest readings while a bound is passed, a `delete_batch`
+    /// at a time, and at most about twice what this group inserted (so a
+    /// lowered bound is caught up over several commits, never in one stall).
+    fn retention(&mut self, tx: &Connection, inserted: u64) -> Result<(), StoreError> {
+        let r = self.config.retention.clone();
+        let chunk = r.delete_batch.max(1);
+        let budget = (inserted * 2).max(chunk);
+        let mut deleted = 0;
+        while deleted < budget {
+            let held = self.next_seq - self.oldest_seq;
+            if held == 0 {
+                break;
+            }
+            let n = if held > r.max_rows {
+                (held - r.max_rows).min(chunk)
+            } else if self.too_old(tx, r.max_age_secs)? || used_bytes(tx)? > r.max_bytes {
+                chunk.min(held)
+            } else {
+                break;
+            };
+            let new_oldest = self.oldest_seq + n;
+            tx.prepare_cached("DELETE FROM readings WHERE seq < ?1")?
+                .execute([new_oldest as i64])?;
+            self.oldest_seq = new_oldest;
+            deleted += n;
+        }
+        self.stats.deleted.fetch_add(deleted, Relaxed);
+        Ok(())
+    }
+
+    fn too_old(&self, tx: &Connection, max_age_secs: u64) -> Result<bool, StoreError> {
+        if max_age_secs == 0 {
+            return Ok(false);
+        }
+        let ts: Option<i64> = tx
+            .prepare_cached("SELECT ts FROM readings WHERE seq >= ?1 ORDER BY seq LIMIT 1")?
+            .query_row([self.oldest_seq as i64], |r| r.get(0))
+            .optional()?;
+        Ok(ts.is_some_and(|ts| ts < now_ms() - (max_age_secs as i64) * 1000))
+    }
+
+    /// Forgets the caches and reads the sequence back, after a failed commit.
+    fn reload(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.devices.clear();
+        self.names.clear();
+        self.outboxes.clear();
+        self.next_seq = schema::meta_get(conn, "readings_seq")?
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        let oldest: Option<u64> =
+            conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
+        self.oldest_seq = oldest.unwrap_or(self.next_seq);
+        Ok(())
+    }
+}
+
+/// Bytes of database pages in use (the file minus its free pages).
+fn used_bytes(tx: &Connection) -> Result<u64, StoreError> {
+    let pages: i64 = tx.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let free: i64 = tx.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let size: i64 = tx.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+/// Returns the id of `name` in `table`, adding it if new.
+fn intern(
+    tx: &Connection,
+    cache: &mut HashMap<String, (i64, Arc<str>)>,
+    table: &'static str,
+    name: &str,
+) -> Result<(i64, Arc<str>), StoreError> {
+    if let Some((id, shared)) = cache.get(name) {
+        return Ok((*id, shared.clone()));
+    }
+    let found: Option<i64> = tx
+        .prepare_cached(&format!("SELECT id FROM {table} WHERE name = ?1"))?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    let id = match found {
+        Some(id) => id,
+        None => {
+            tx.prepare_cached(&format!("INSERT INTO {table}(name) VALUES (?1)"))?
+                .execute([name])?;
+            tx.last_insert_rowid()
+        }
+    };
+    let shared: Arc<str> = name.into();
+    cache.insert(name.to_owned(), (id, shared.clone()));
+    Ok((id, shared))
+}
