@@ -1,0 +1,201 @@
+//! The writer against a real SQLite file: idempotent batches and acks,
+//! retention as a ring, bounded rejects, sequence and epoch across reopen.
+
+use std::path::Path;
+use telltale_store::writer::{self, AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
+use telltale_store::{Reader, Retention, StoreConfig};
+use telltale_wire::decode::{Reading, Value};
+use telltale_wire::BatchId;
+use tokio::sync::mpsc;
+
+fn readings(n: usize, start: f64) -> Vec<Reading> {
+    (0..n)
+        .map(|i| Reading {
+            name: "temp".into(),
+            unit: Some("Cel".into()),
+            value: Value::Num(start + i as f64),
+            time: telltale_store::now_ms() as f64 / 1000.0 + i as f64,
+        })
+        .collect()
+}
+
+fn batch(device: &str, id: Option<(u64, u64, u64)>, n: usize, start: f64) -> WriteOp {
+    WriteOp::Batch(IncomingBatch {
+        device: device.into(),
+        batch: id.map(|(outbox, seq, low)| BatchId { outbox, seq, low }),
+        readings: readings(n, start),
+    })
+}
+
+fn open(
+    path: &Path,
+    config: StoreConfig,
+) -> (
+    WriterHandle,
+    std::thread::JoinHandle<()>,
+    mpsc::UnboundedReceiver<Vec<AckOut>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (w, j) = writer::start(path, config, tx).expect("store opens");
+    (w, j, rx)
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<Vec<AckOut>>) -> Vec<AckOut> {
+    let mut out = vec![];
+    while let Ok(v) = rx.try_recv() {
+        out.extend(v);
+    }
+    out
+}
+
+fn fast() -> StoreConfig {
+    StoreConfig {
+        commit_interval_ms: 20,
+        ..StoreConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn duplicate_batches_are_stored_once_and_acks_follow_contiguity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let (w, _j, mut acks) = open(&db, fast());
+    w.send(batch("a", Some((7, 1, 1)), 3, 0.0)).await.expect("send");
+    w.send(batch("a", Some((7, 1, 1)), 3, 0.0)).await.expect("send");
+    w.send(batch("a", Some((7, 3, 1)), 2, 10.0)).await.expect("send");
+    w.sync().await.expect("sync");
+    let r = Reader::open(&db).expect("reader");
+    assert_eq!(r.count_readings().expect("count"), 5);
+    let got = drain(&mut acks);
+    // Batch 2 is missing: the ack stops at 1.
+    assert_eq!(got.last().map(|a| a.upto), Some(1));
+    w.send(batch("a", Some((7, 2, 1)), 4, 20.0)).await.expect("send");
+    w.sync().await.expect("sync");
+    assert_eq!(drain(&mut acks).last().map(|a| a.upto), Some(3));
+    assert_eq!(r.count_readings().expect("count"), 9);
+    // A resend of anything up to 3 is a duplicate, still acknowledged.
+    w.send(batch("a", Some((7, 3, 1)), 2, 10.0)).await.expect("send");
+    w.sync().await.expect("sync");
+    assert_eq!(r.count_readings().expect("count"), 9);
+    assert_eq!(
+        drain(&mut acks),
+        vec![AckOut {
+            device: "a".into(),
+            outbox: 7,
+            upto: 3
+        }]
+    );
+    // Another device with the same outbox id is another sender.
+    w.send(batch("b", Some((7, 1, 1)), 1, 0.0)).await.expect("send");
+    // The sender dropped batches 4..=9: low = 10 moves past the gap.
+    w.send(batch("a", Some((7, 10, 10)), 1, 0.0)).await.expect("send");
+    w.sync().await.expect("sync");
+    assert_eq!(r.count_readings().expect("count"), 11);
+    let mut got = drain(&mut acks);
+    got.sort_by(|x, y| x.device.cmp(&y.device));
+    assert_eq!(
+        got.iter().map(|a| (a.device.as_str(), a.upto)).collect::<Vec<_>>(),
+        [("a", 10), ("b", 1)]
+    );
+    drop(w);
+    _j.join().expect("writer ends");
+
+    // After a restart the hub still knows what it stored.
+    let (w, _j, mut acks) = open(&db, fast());
+    w.send(batch("a", Some((7, 2, 1)), 4, 20.0)).await.expect("send");
+    w.send(batch("a", Some((7, 11, 11)), 1, 0.0)).await.expect("send");
+    w.sync().await.expect("sync");
+    assert_eq!(r.count_readings().expect("count"), 12);
+    assert_eq!(drain(&mut acks).last().map(|a| a.upto), Some(11));
+}
+
+#[tokio::test]
+async fn retention_is_a_ring_bounded_by_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let config = StoreConfig {
+        retention: Retention {
+            max_rows: 1000,
+            delete_batch: 100,
+            ..Retention::default()
+        },
+        ..fast()
+    };
+    let (w, _j, _acks) = open(&db, config);
+    let r = Reader::open(&db).expect("reader");
+    let mut last_oldest = 0;
+    for i in 0..60 {
+        w.send(batch("a", None, 97, i as f64)).await.expect("send");
+        let last = w.sync().await.expect("sync");
+        let held = r.count_readings().expect("count");
+        assert!(held <= 1000 + 100, "held {held} rows at step {i}");
+        let (oldest, newest) = r.seq_range().expect("range").expect("rows");
+        assert_eq!(newest, last);
+        assert!(oldest >= last_oldest, "oldest seq went back");
+        last_oldest = oldest;
+    }
+    assert!(last_oldest > 4000, "oldest seq moved forward: {last_oldest}");
+    assert!(w.stats.deleted.load(std::sync::atomic::Ordering::Relaxed) >= 4800);
+}
+
+#[tokio::test]
+async fn rejects_are_counted_and_the_newest_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let config = StoreConfig {
+        max_rejects: 5,
+        reject_payload_bytes: 4,
+        ..fast()
+    };
+    let (w, _j, _acks) = open(&db, config);
+    for i in 0..8 {
+        w.send(WriteOp::Reject(Reject {
+            at_ms: i,
+            topic: "t".into(),
+            device: Some("d".into()),
+            kind: if i % 2 == 0 { "not_senml" } else { "bad_name" },
+            reason: format!("reason {i}"),
+            payload: vec![1, 2, 3, 4, 5, 6],
+        }))
+        .await
+        .expect("send");
+    }
+    w.sync().await.expect("sync");
+    let r = Reader::open(&db).expect("reader");
+    let kept = r.rejects(100).expect("rejects");
+    assert_eq!(kept.len(), 5);
+    assert_eq!(kept[0].reason, "reason 7");
+    assert_eq!(kept[0].payload, [1, 2, 3, 4]);
+    assert_eq!(kept[0].size, 6);
+    assert_eq!(
+        r.reject_counts().expect("counts"),
+        [("bad_name".to_string(), 4), ("not_senml".to_string(), 4)]
+    );
+}
+
+#[tokio::test]
+async fn sequence_is_never_reused_and_epoch_persists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let config = StoreConfig {
+        retention: Retention {
+            max_rows: 1,
+            delete_batch: 10,
+            ..Retention::default()
+        },
+        ..fast()
+    };
+    let (w, j, _acks) = open(&db, config.clone());
+    let epoch = w.epoch.clone();
+    w.send(batch("a", None, 5, 0.0)).await.expect("send");
+    assert_eq!(w.sync().await.expect("sync"), 5);
+    drop(w);
+    j.join().expect("writer ends");
+    let (w, _j, _acks) = open(&db, config);
+    assert_eq!(w.epoch, epoch);
+    w.send(batch("a", None, 1, 0.0)).await.expect("send");
+    assert_eq!(w.sync().await.expect("sync"), 6);
+    let other = tempfile::tempdir().expect("tempdir");
+    let (w2, _j2, _a2) = open(&other.path().join("hub.db"), fast());
+    assert_ne!(w2.epoch, epoch, "another database has another epoch");
+}
