@@ -215,6 +215,10 @@ pub enum Shape {
     Sawtooth,
     /// A boolean (`vb`) that toggles about once a period, like a door.
     Boolean,
+    /// `base + n` for the n-th reading since start (1, 2, 3, ...), no noise:
+    /// a pulse counter, and what tests use to check that every reading
+    /// arrives exactly once.
+    Counter,
 }
 
 /// `kind = "simulated"`.
@@ -244,6 +248,9 @@ pub struct SimulatedSource {
     /// Standard deviation of the noise added to each reading.
     #[serde(default = "default_noise")]
     pub noise: f64,
+    /// Stop after this many readings (none: run until stopped).
+    #[serde(default)]
+    pub limit: Option<u64>,
 }
 
 fn default_base() -> f64 {
@@ -408,7 +415,10 @@ impl MqttConfig {
             "topic_prefix {:?} must be non-empty, without + # or a leading or trailing /",
             self.topic_prefix
         );
-        ensure!(self.reconnect_min_ms >= 1, "reconnect_min_ms must be at least 1");
+        ensure!(
+            self.reconnect_min_ms >= 1,
+            "reconnect_min_ms must be at least 1"
+        );
         ensure!(
             self.reconnect_min_ms <= self.reconnect_max_ms,
             "reconnect_min_ms must not exceed reconnect_max_ms"
@@ -456,11 +466,14 @@ impl SourceConfig {
             "metric {metric:?} must be 1-64 characters of A-Z a-z 0-9 - : . / _ starting with a letter or digit"
         );
         if let Some(u) = self.unit() {
-            ensure!(valid_unit(u), "unit {u:?} must be 1-32 printable characters");
+            ensure!(
+                valid_unit(u),
+                "unit {u:?} must be 1-32 printable characters"
+            );
         }
         ensure!(
-            self.interval() >= Duration::from_millis(10),
-            "interval_ms must be at least 10"
+            self.interval() >= Duration::from_millis(1),
+            "interval_ms must be at least 1"
         );
         match self {
             SourceConfig::Simulated(s) => {
@@ -510,17 +523,26 @@ mod tests {
         let c = Config::parse("device_id = \"gw-1\"\n").expect("parse");
         assert_eq!(c.device_id, "gw-1");
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/telltale-agent"));
-        assert_eq!(c.outbox_path(), PathBuf::from("/var/lib/telltale-agent/outbox.db"));
+        assert_eq!(
+            c.outbox_path(),
+            PathBuf::from("/var/lib/telltale-agent/outbox.db")
+        );
         assert!(c.labels.is_empty());
         assert_eq!(c.mqtt.host, "127.0.0.1");
         assert_eq!(c.mqtt.port, 1883);
         assert_eq!(c.client_id(), "gw-1");
         assert_eq!(c.mqtt.keep_alive_secs, 30);
         assert_eq!(c.mqtt.topic_prefix, "telltale/v1");
-        assert_eq!((c.mqtt.reconnect_min_ms, c.mqtt.reconnect_max_ms), (500, 30_000));
+        assert_eq!(
+            (c.mqtt.reconnect_min_ms, c.mqtt.reconnect_max_ms),
+            (500, 30_000)
+        );
         assert_eq!((c.batch.max_readings, c.batch.interval_ms), (100, 1000));
         assert_eq!(c.outbox.max_bytes, 64 * 1024 * 1024);
-        assert_eq!((c.outbox.ack_timeout_ms, c.outbox.max_in_flight), (10_000, 32));
+        assert_eq!(
+            (c.outbox.ack_timeout_ms, c.outbox.max_in_flight),
+            (10_000, 32)
+        );
         assert!(c.sources.is_empty());
     }
 
@@ -565,7 +587,10 @@ mod tests {
             panic!("not simulated")
         };
         assert_eq!(s.shape, Shape::Sine);
-        assert_eq!((s.base, s.amplitude, s.period_secs, s.noise), (20.0, 5.0, 300.0, 0.1));
+        assert_eq!(
+            (s.base, s.amplitude, s.period_secs, s.noise),
+            (20.0, 5.0, 300.0, 0.1)
+        );
         assert_eq!(s.interval_ms, 1000);
         assert_eq!(c.sources[1].unit(), None);
         let SourceConfig::File(f) = &c.sources[2] else {
@@ -636,6 +661,21 @@ mod tests {
             let e = err(text);
             assert!(e.contains(word), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let example = Config::parse(include_str!("../agent.example.toml")).expect("example");
+        assert_eq!(example.sources.len(), 1);
+        let doc = include_str!("../../docs/agent-config.md");
+        let start = doc
+            .find("## Example\n\n```toml\n")
+            .expect("example section")
+            + 20;
+        let len = doc[start..].find("```").expect("end of example");
+        let c = Config::parse(&doc[start..start + len]).expect("docs example");
+        let kinds: Vec<&str> = c.sources.iter().map(SourceConfig::kind).collect();
+        assert_eq!(kinds, ["simulated", "simulated", "file", "command"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! readings are stamped with.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+use telltale_wire::senml::RELATIVE_TIME_LIMIT;
 use telltale_wire::{Record, ValueRef};
 
 /// A reading's value: the agent only produces numbers and booleans.
@@ -27,7 +28,23 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// The borrowed record the encoder takes.
+    /// Whether the reading can be encoded (numbers and time must be finite).
+    pub fn is_valid(&self) -> bool {
+        let value_ok = match self.value {
+            Value::Num(v) => v.is_finite(),
+            Value::Bool(_) => true,
+        };
+        value_ok && self.time.is_finite()
+    }
+
+    /// Whether the time can be sent: SenML reads a time below 2^28 (a clock
+    /// not yet set after boot, still in 1970) as relative to "now".
+    pub fn has_absolute_time(&self) -> bool {
+        self.time >= RELATIVE_TIME_LIMIT
+    }
+
+    /// The borrowed record the encoder takes. A time the hub would misread
+    /// as relative is left out, so the hub stamps the reading on arrival.
     pub fn record(&self) -> Record<'_> {
         Record {
             name: &self.name,
@@ -36,7 +53,7 @@ impl Reading {
                 Value::Num(v) => ValueRef::Num(v),
                 Value::Bool(b) => ValueRef::Bool(b),
             },
-            time: Some(self.time),
+            time: self.has_absolute_time().then_some(self.time),
         }
     }
 }
@@ -49,4 +66,25 @@ pub fn now_secs() -> f64 {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     ms as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_clock_sends_no_time() {
+        let mut r = Reading {
+            name: "t".into(),
+            unit: None,
+            value: Value::Num(1.0),
+            time: 1_700_000_000.25,
+        };
+        assert_eq!(r.record().time, Some(1_700_000_000.25));
+        r.time = 120.5;
+        assert_eq!(r.record().time, None);
+        assert!(r.is_valid());
+        r.value = Value::Num(f64::INFINITY);
+        assert!(!r.is_valid());
+    }
 }
