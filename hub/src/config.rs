@@ -38,8 +38,8 @@ impl HubConfig {
     pub fn load(path: &Path) -> anyhow::Result<HubConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let config: HubConfig =
-            toml::from_str(&text).with_context(|| format!("config {} is invalid", path.display()))?;
+        let config: HubConfig = toml::from_str(&text)
+            .with_context(|| format!("config {} is invalid", path.display()))?;
         config.check()?;
         Ok(config)
     }
@@ -52,8 +52,14 @@ impl HubConfig {
             self.broker.max_packet_bytes,
             self.ingest.max_payload_bytes
         );
-        anyhow::ensure!(self.store.commit_interval_ms > 0, "store.commit_interval_ms must be above 0");
-        anyhow::ensure!(self.store.commit_max_rows > 0, "store.commit_max_rows must be above 0");
+        anyhow::ensure!(
+            self.store.commit_interval_ms > 0,
+            "store.commit_interval_ms must be above 0"
+        );
+        anyhow::ensure!(
+            self.store.commit_max_rows > 0,
+            "store.commit_max_rows must be above 0"
+        );
         anyhow::ensure!(
             self.store.retention.max_rows > 0,
             "store.retention.max_rows must be above 0"
@@ -94,8 +100,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.store.retention.max_rows, 10);
-        let c: HubConfig =
-            toml::from_str("[ingest]\ntopic_prefix = \"a/#\"\n").expect("parses");
+        let c: HubConfig = toml::from_str("[ingest]\ntopic_prefix = \"a/#\"\n").expect("parses");
         assert!(c.check().is_err());
     }
 }

@@ -93,7 +93,8 @@ impl Agents {
                 "device_id = \"{id}\"\ndata_dir = \"{}\"\n\n[labels]\n{labels}\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\n\n[batch]\ninterval_ms = 1000\n{sources}",
                 dir.display()
             );
-            std::fs::write(&conf, text).with_context(|| format!("cannot write {}", conf.display()))?;
+            std::fs::write(&conf, text)
+                .with_context(|| format!("cannot write {}", conf.display()))?;
             let child = Command::new(&bin)
                 .arg("run")
                 .arg("--config")
@@ -122,7 +123,10 @@ impl Agents {
             }
         }
         for c in &mut self.children {
-            if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), c.wait())
+                .await
+                .is_err()
+            {
                 let _ = c.start_kill();
             }
         }

@@ -81,8 +81,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off"));
     // Under journald the journal stamps each line; do not stamp twice.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let fmt = tracing_subscriber::fmt()
@@ -114,7 +114,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     );
 
     let stats = Arc::new(telltale_ingest::IngestStats::default());
-    let ingest = tokio::spawn(telltale_ingest::run(
+    let ingest = telltale_ingest::start(
         broker.messages,
         broker.publisher,
         writer,
@@ -122,7 +122,8 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         config.ingest.clone(),
         stats,
         shutdown.clone(),
-    ));
+    )
+    .context("cannot start ingest")?;
 
     let mut demo = demo;
     wait_for_signal().await;
@@ -133,11 +134,17 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     shutdown.cancel();
     // Ingest commits what it queued and sends the acks owed, then drops the
     // last writer handle; the writer thread then commits and ends.
-    if tokio::time::timeout(Duration::from_secs(20), ingest).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), ingest.stopped())
+        .await
+        .is_err()
+    {
         tracing::warn!("ingest did not stop in time");
     }
     let joined = tokio::task::spawn_blocking(move || writer_thread.join());
-    if tokio::time::timeout(Duration::from_secs(20), joined).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), joined)
+        .await
+        .is_err()
+    {
         tracing::warn!("store writer did not stop in time");
     }
     tracing::info!("stopped");

@@ -194,10 +194,7 @@ pub fn start(config: &BrokerConfig, filters: &[String]) -> Result<EmbeddedBroker
     Ok(EmbeddedBroker {
         local_addr,
         stats: stats.clone(),
-        messages: Messages {
-            rx: link_rx,
-            stats,
-        },
+        messages: Messages { rx: link_rx, stats },
         publisher: Publisher { tx: pub_tx },
     })
 }
@@ -276,6 +273,51 @@ impl Messages {
                 Err(e) => {
                     tracing::error!(error = %e, "broker link closed");
                     return None;
+                }
+            }
+        }
+    }
+}
+
+/// Why [`Messages::recv_timeout`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvError {
+    /// Nothing arrived in time.
+    Timeout,
+    /// The broker is gone.
+    Closed,
+}
+
+impl Messages {
+    /// The next publish, waiting at most `timeout` (zero: only what is
+    /// already there). For a thread that drains the link without an async
+    /// runtime: under load it can take many messages per wake-up.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(Some(Notification::Forward(f))) => {
+                    self.stats.received.fetch_add(1, Relaxed);
+                    return Ok(Message {
+                        topic: f.publish.topic,
+                        payload: f.publish.payload,
+                        retain: f.publish.retain,
+                    });
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    self.rx.ready().map_err(|_| RecvError::Closed)?;
+                }
+                Ok(Some(_)) | Ok(None) => {
+                    if Instant::now() >= deadline {
+                        return Err(RecvError::Timeout);
+                    }
+                }
+                Err(rumqttd::local::LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => {
+                    return Err(RecvError::Timeout)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "broker link closed");
+                    return Err(RecvError::Closed);
                 }
             }
         }

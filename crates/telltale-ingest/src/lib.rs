@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use telltale_broker::{Message, Messages, Publisher};
+use telltale_broker::{Message, Messages, Publisher, RecvError};
 use telltale_store::{AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
 use telltale_wire::decode::{self, Limits};
 use telltale_wire::msg::{Ack, Status};
@@ -94,9 +94,23 @@ pub struct PresenceEvent {
     pub status: Status,
 }
 
-/// Runs ingest until `shutdown` fires or the broker link ends, then commits
-/// what was queued (so every ack owed is sent) and returns.
-pub async fn run(
+/// How long the drain thread keeps napping (instead of blocking) after the
+/// link ran dry: under load a nap lets many messages gather per wake-up.
+const BUSY_WINDOW: Duration = Duration::from_millis(20);
+/// One nap.
+const NAP: Duration = Duration::from_millis(1);
+
+/// Ingest, running: a thread that drains the broker link into the store
+/// writer, and a task that publishes acks after commits.
+pub struct Running {
+    thread: std::thread::JoinHandle<()>,
+    acks: tokio::task::JoinHandle<()>,
+    writer: WriterHandle,
+}
+
+/// Starts ingest. It runs until `shutdown` fires or the broker link ends;
+/// then await [`Running::stopped`].
+pub fn start(
     mut messages: Messages,
     publisher: Publisher,
     writer: WriterHandle,
@@ -104,7 +118,7 @@ pub async fn run(
     config: IngestConfig,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<Running> {
     let ack_task = tokio::spawn(send_acks(
         acks,
         publisher,
@@ -118,27 +132,53 @@ pub async fn run(
         stats,
         last_log: HashMap::new(),
     };
-    loop {
-        let msg = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            m = messages.next() => m,
-        };
-        let Some(msg) = msg else { break };
-        if ingest.handle(msg).await.is_err() {
-            tracing::error!("store writer is gone; ingest stops");
-            break;
+    let thread = std::thread::Builder::new()
+        .name("ingest".into())
+        .spawn(move || {
+            let mut dry_since: Option<Instant> = None;
+            while !shutdown.is_cancelled() {
+                let wait = match dry_since {
+                    Some(t) if t.elapsed() >= BUSY_WINDOW => Duration::from_millis(200),
+                    _ => Duration::ZERO,
+                };
+                match messages.recv_timeout(wait) {
+                    Ok(msg) => {
+                        dry_since = None;
+                        if ingest.handle(msg).is_err() {
+                            tracing::error!("store writer is gone; ingest stops");
+                            break;
+                        }
+                    }
+                    Err(RecvError::Timeout) => {
+                        if dry_since.get_or_insert_with(Instant::now).elapsed() < BUSY_WINDOW {
+                            std::thread::sleep(NAP);
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })?;
+    Ok(Running {
+        thread,
+        acks: ack_task,
+        writer,
+    })
+}
+
+impl Running {
+    /// Waits for the drain thread to end, commits what it queued and sends
+    /// the acks owed.
+    pub async fn stopped(self) {
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Err(e) = self.writer.sync().await {
+            tracing::warn!(error = %e, "final store sync failed");
         }
+        drop(self.writer);
+        // The ack task ends when the store writer (the acks sender) is gone;
+        // give it a moment for the last acks.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.acks).await;
     }
-    // Commit what is queued so its acks go out before we stop.
-    if let Err(e) = writer.sync().await {
-        tracing::warn!(error = %e, "final store sync failed");
-    }
-    drop(writer);
-    drop(ingest);
-    // The ack task ends when the store writer (the acks sender) is gone;
-    // give it a moment for the last acks.
-    let _ = tokio::time::timeout(Duration::from_secs(2), ack_task).await;
 }
 
 async fn send_acks(
@@ -174,17 +214,13 @@ struct Ingest {
 }
 
 impl Ingest {
-    async fn handle(&mut self, msg: Message) -> Result<(), telltale_store::StoreError> {
+    fn handle(&mut self, msg: Message) -> Result<(), telltale_store::StoreError> {
         let Ok(topic_str) = std::str::from_utf8(&msg.topic) else {
             return Ok(());
         };
         let (device, kind) = match topic::parse(&self.config.topic_prefix, topic_str) {
             Ok(v) => v,
-            Err(e) => {
-                return self
-                    .reject(topic_str, None, e.code(), e.to_string(), &msg.payload)
-                    .await
-            }
+            Err(e) => return self.reject(topic_str, None, e.code(), e.to_string(), &msg.payload),
         };
         match kind {
             Kind::Telemetry => {
@@ -195,18 +231,21 @@ impl Ingest {
                             .readings
                             .fetch_add(pack.readings.len() as u64, Relaxed);
                         let device = device.to_owned();
-                        self.writer
-                            .send(WriteOp::Batch(IncomingBatch {
-                                device,
-                                batch: pack.batch,
-                                readings: pack.readings,
-                            }))
-                            .await
+                        self.writer.send_blocking(WriteOp::Batch(IncomingBatch {
+                            device,
+                            batch: pack.batch,
+                            readings: pack.readings,
+                        }))
                     }
                     Err(e) => {
                         let device = device.to_owned();
-                        self.reject(topic_str, Some(device), e.code(), e.to_string(), &msg.payload)
-                            .await
+                        self.reject(
+                            topic_str,
+                            Some(device),
+                            e.code(),
+                            e.to_string(),
+                            &msg.payload,
+                        )
                     }
                 }
             }
@@ -219,8 +258,13 @@ impl Ingest {
                     }
                     Err(e) => {
                         let device = device.to_owned();
-                        self.reject(topic_str, Some(device), "bad_status", e.to_string(), &msg.payload)
-                            .await
+                        self.reject(
+                            topic_str,
+                            Some(device),
+                            "bad_status",
+                            e.to_string(),
+                            &msg.payload,
+                        )
                     }
                 }
             }
@@ -229,7 +273,7 @@ impl Ingest {
         }
     }
 
-    async fn reject(
+    fn reject(
         &mut self,
         topic: &str,
         device: Option<String>,
@@ -252,16 +296,14 @@ impl Ingest {
             self.last_log.insert(key, now);
             tracing::warn!(topic, kind, %reason, "payload rejected (further rejects from this device are logged at most once a minute)");
         }
-        self.writer
-            .send(WriteOp::Reject(Reject {
-                at_ms: telltale_store::now_ms(),
-                topic: topic.to_owned(),
-                device,
-                kind,
-                reason,
-                payload: payload.to_vec(),
-            }))
-            .await
+        self.writer.send_blocking(WriteOp::Reject(Reject {
+            at_ms: telltale_store::now_ms(),
+            topic: topic.to_owned(),
+            device,
+            kind,
+            reason,
+            payload: payload.to_vec(),
+        }))
     }
 }
 

@@ -48,8 +48,11 @@ impl Outbox {
         let stored_next: u64 = schema::meta_get(&conn, "next_seq")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        let bytes: i64 =
-            conn.query_row("SELECT coalesce(sum(length(payload)), 0) FROM outbox", [], |r| r.get(0))?;
+        let bytes: i64 = conn.query_row(
+            "SELECT coalesce(sum(length(payload)), 0) FROM outbox",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Outbox {
             conn,
             id,
@@ -66,9 +69,9 @@ impl Outbox {
 
     /// The identity the next batch gets.
     pub fn next_batch_id(&self) -> Result<BatchId, StoreError> {
-        let low: Option<i64> =
-            self.conn
-                .query_row("SELECT min(seq) FROM outbox", [], |r| r.get(0))?;
+        let low: Option<i64> = self
+            .conn
+            .query_row("SELECT min(seq) FROM outbox", [], |r| r.get(0))?;
         Ok(BatchId {
             outbox: self.id,
             seq: self.next_seq,
@@ -148,7 +151,8 @@ impl Outbox {
     pub fn len(&self) -> Result<u64, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Whether nothing waits.

@@ -67,16 +67,20 @@ impl Reader {
 
     /// Oldest and newest seq held, if any.
     pub fn seq_range(&self) -> Result<Option<(u64, u64)>, StoreError> {
-        let (lo, hi): (Option<i64>, Option<i64>) = self.conn.query_row(
-            "SELECT min(seq), max(seq) FROM readings",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT min(seq), max(seq) FROM readings", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
         Ok(lo.zip(hi).map(|(a, b)| (a as u64, b as u64)))
     }
 
     /// Up to `limit` readings with seq above `after`, in seq order.
-    pub fn readings_after(&self, after: u64, limit: usize) -> Result<Vec<StoredReading>, StoreError> {
+    pub fn readings_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredReading>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT r.seq, r.ts, d.name, m.name, u.name, r.v
              FROM readings r

@@ -12,7 +12,8 @@ use crate::schema::{self, Kind};
 use crate::{now_ms, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -170,9 +171,9 @@ pub fn start(
             config,
             next_seq,
             oldest_seq: oldest.unwrap_or(next_seq),
-            devices: HashMap::new(),
-            names: HashMap::new(),
-            outboxes: HashMap::new(),
+            devices: HashMap::default(),
+            names: HashMap::default(),
+            outboxes: HashMap::default(),
             stats: stats.clone(),
         },
         acks,
@@ -228,6 +229,9 @@ struct OutboxState {
     dirty: bool,
 }
 
+/// How long the writer sleeps when its queue is empty within a group.
+const POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Most out-of-order batches remembered per outbox before the gap below them
 /// is given up as lost.
 const MAX_ABOVE: usize = 10_000;
@@ -248,7 +252,16 @@ impl Writer {
         loop {
             let first = match rx.recv_timeout(idle) {
                 Ok(op) => Some(op),
-                Err(flume::RecvTimeoutError::Timeout) => None,
+                // Idle: write only if the age or size bound needs a delete,
+                // so an idle hub does not touch the disk.
+                Err(flume::RecvTimeoutError::Timeout) => match self.state.over_bounds(&self.conn) {
+                    Ok(true) => None,
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "store retention check failed");
+                        continue;
+                    }
+                },
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
             let deadline = Instant::now() + interval;
@@ -261,12 +274,20 @@ impl Writer {
                     .transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if let Some(op) = first {
                     self.state.apply(&tx, op, &mut group, want_events)?;
-                    while group.rows < self.state.config.commit_max_rows && group.syncs.is_empty()
-                    {
-                        match rx.recv_deadline(deadline) {
+                    // Within a group, poll rather than park: a parked writer
+                    // makes every send a wake-up (a futex call per message),
+                    // which costs more than the inserts at small batch sizes.
+                    while group.rows < self.state.config.commit_max_rows && group.syncs.is_empty() {
+                        match rx.try_recv() {
                             Ok(op) => self.state.apply(&tx, op, &mut group, want_events)?,
-                            Err(flume::RecvTimeoutError::Timeout) => break,
-                            Err(flume::RecvTimeoutError::Disconnected) => {
+                            Err(flume::TryRecvError::Empty) => {
+                                let now = Instant::now();
+                                if now >= deadline {
+                                    break;
+                                }
+                                std::thread::sleep(POLL.min(deadline - now));
+                            }
+                            Err(flume::TryRecvError::Disconnected) => {
                                 closing = true;
                                 break;
                             }
@@ -296,7 +317,11 @@ impl Writer {
                             .acks
                             .into_iter()
                             .map(|((dev, outbox), device)| AckOut {
-                                upto: self.state.outboxes.get(&(dev, outbox)).map_or(0, |o| o.upto),
+                                upto: self
+                                    .state
+                                    .outboxes
+                                    .get(&(dev, outbox))
+                                    .map_or(0, |o| o.upto),
                                 device,
                                 outbox,
                             })
@@ -328,7 +353,16 @@ impl Writer {
                 break;
             }
         }
-        tracing::debug!("store writer stopped");
+        let s = &self.state.stats;
+        tracing::info!(
+            commits = s.commits.load(Relaxed),
+            readings = s.readings.load(Relaxed),
+            duplicate_batches = s.duplicate_batches.load(Relaxed),
+            rejects = s.rejects.load(Relaxed),
+            deleted = s.deleted.load(Relaxed),
+            commit_ms = s.commit_micros.load(Relaxed) / 1000,
+            "store writer stopped"
+        );
     }
 }
 
@@ -426,29 +460,30 @@ impl State {
         dev: i64,
         outbox: u64,
     ) -> Result<&mut OutboxState, StoreError> {
-        if !self.outboxes.contains_key(&(dev, outbox)) {
-            let upto: Option<i64> = tx
-                .prepare_cached("SELECT upto FROM outboxes WHERE device = ?1 AND outbox = ?2")?
-                .query_row(params![dev, outbox as i64], |r| r.get(0))
-                .optional()?;
-            let mut st = OutboxState {
-                upto: upto.unwrap_or(0) as u64,
-                ..OutboxState::default()
-            };
-            let mut q = tx.prepare_cached(
-                "SELECT seq FROM batches WHERE device = ?1 AND outbox = ?2 AND seq > ?3",
-            )?;
-            let rows = q.query_map(params![dev, outbox as i64, st.upto as i64], |r| {
-                r.get::<_, i64>(0)
-            })?;
-            for seq in rows {
-                st.above.insert(seq? as u64);
+        use std::collections::hash_map::Entry;
+        match self.outboxes.entry((dev, outbox)) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let upto: Option<i64> = tx
+                    .prepare_cached("SELECT upto FROM outboxes WHERE device = ?1 AND outbox = ?2")?
+                    .query_row(params![dev, outbox as i64], |r| r.get(0))
+                    .optional()?;
+                let mut st = OutboxState {
+                    upto: upto.unwrap_or(0) as u64,
+                    ..OutboxState::default()
+                };
+                let mut q = tx.prepare_cached(
+                    "SELECT seq FROM batches WHERE device = ?1 AND outbox = ?2 AND seq > ?3",
+                )?;
+                let rows = q.query_map(params![dev, outbox as i64, st.upto as i64], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                for seq in rows {
+                    st.above.insert(seq? as u64);
+                }
+                Ok(e.insert(st))
             }
-            self.outboxes.insert((dev, outbox), st);
         }
-        self.outboxes
-            .get_mut(&(dev, outbox))
-            .ok_or(StoreError::WriterGone)
     }
 
     /// Moves each changed outbox's `upto` over the batches now contiguous
@@ -463,8 +498,13 @@ impl State {
             }
             if st.above.len() > MAX_ABOVE {
                 let first = st.above.first().copied().unwrap_or(st.upto + 1);
-                tracing::warn!(device = dev, outbox, from = st.upto + 1, to = first - 1,
-                    "giving up on a gap in a sender's batches");
+                tracing::warn!(
+                    device = dev,
+                    outbox,
+                    from = st.upto + 1,
+                    to = first - 1,
+                    "giving up on a gap in a sender's batches"
+                );
                 st.upto = first - 1;
                 while st.above.first() == Some(&(st.upto + 1)) {
                     st.above.pop_first();
@@ -476,8 +516,10 @@ impl State {
                  ON CONFLICT(device, outbox) DO UPDATE SET upto = excluded.upto, updated = excluded.updated",
             )?
             .execute(params![dev, outbox as i64, st.upto as i64, now])?;
-            tx.prepare_cached("DELETE FROM batches WHERE device = ?1 AND outbox = ?2 AND seq <= ?3")?
-                .execute(params![dev, outbox as i64, st.upto as i64])?;
+            tx.prepare_cached(
+                "DELETE FROM batches WHERE device = ?1 AND outbox = ?2 AND seq <= ?3",
+            )?
+            .execute(params![dev, outbox as i64, st.upto as i64])?;
             st.dirty = false;
         }
         Ok(())
@@ -538,6 +580,16 @@ impl State {
         }
         self.stats.deleted.fetch_add(deleted, Relaxed);
         Ok(())
+    }
+
+    /// Whether any retention bound is passed now.
+    fn over_bounds(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let r = &self.config.retention;
+        let held = self.next_seq - self.oldest_seq;
+        Ok(held > 0
+            && (held > r.max_rows
+                || self.too_old(conn, r.max_age_secs)?
+                || used_bytes(conn)? > r.max_bytes))
     }
 
     fn too_old(&self, tx: &Connection, max_age_secs: u64) -> Result<bool, StoreError> {

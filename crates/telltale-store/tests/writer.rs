@@ -60,21 +60,31 @@ async fn duplicate_batches_are_stored_once_and_acks_follow_contiguity() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("hub.db");
     let (w, _j, mut acks) = open(&db, fast());
-    w.send(batch("a", Some((7, 1, 1)), 3, 0.0)).await.expect("send");
-    w.send(batch("a", Some((7, 1, 1)), 3, 0.0)).await.expect("send");
-    w.send(batch("a", Some((7, 3, 1)), 2, 10.0)).await.expect("send");
+    w.send(batch("a", Some((7, 1, 1)), 3, 0.0))
+        .await
+        .expect("send");
+    w.send(batch("a", Some((7, 1, 1)), 3, 0.0))
+        .await
+        .expect("send");
+    w.send(batch("a", Some((7, 3, 1)), 2, 10.0))
+        .await
+        .expect("send");
     w.sync().await.expect("sync");
     let r = Reader::open(&db).expect("reader");
     assert_eq!(r.count_readings().expect("count"), 5);
     let got = drain(&mut acks);
     // Batch 2 is missing: the ack stops at 1.
     assert_eq!(got.last().map(|a| a.upto), Some(1));
-    w.send(batch("a", Some((7, 2, 1)), 4, 20.0)).await.expect("send");
+    w.send(batch("a", Some((7, 2, 1)), 4, 20.0))
+        .await
+        .expect("send");
     w.sync().await.expect("sync");
     assert_eq!(drain(&mut acks).last().map(|a| a.upto), Some(3));
     assert_eq!(r.count_readings().expect("count"), 9);
     // A resend of anything up to 3 is a duplicate, still acknowledged.
-    w.send(batch("a", Some((7, 3, 1)), 2, 10.0)).await.expect("send");
+    w.send(batch("a", Some((7, 3, 1)), 2, 10.0))
+        .await
+        .expect("send");
     w.sync().await.expect("sync");
     assert_eq!(r.count_readings().expect("count"), 9);
     assert_eq!(
@@ -86,15 +96,21 @@ async fn duplicate_batches_are_stored_once_and_acks_follow_contiguity() {
         }]
     );
     // Another device with the same outbox id is another sender.
-    w.send(batch("b", Some((7, 1, 1)), 1, 0.0)).await.expect("send");
+    w.send(batch("b", Some((7, 1, 1)), 1, 0.0))
+        .await
+        .expect("send");
     // The sender dropped batches 4..=9: low = 10 moves past the gap.
-    w.send(batch("a", Some((7, 10, 10)), 1, 0.0)).await.expect("send");
+    w.send(batch("a", Some((7, 10, 10)), 1, 0.0))
+        .await
+        .expect("send");
     w.sync().await.expect("sync");
     assert_eq!(r.count_readings().expect("count"), 11);
     let mut got = drain(&mut acks);
     got.sort_by(|x, y| x.device.cmp(&y.device));
     assert_eq!(
-        got.iter().map(|a| (a.device.as_str(), a.upto)).collect::<Vec<_>>(),
+        got.iter()
+            .map(|a| (a.device.as_str(), a.upto))
+            .collect::<Vec<_>>(),
         [("a", 10), ("b", 1)]
     );
     drop(w);
@@ -102,8 +118,12 @@ async fn duplicate_batches_are_stored_once_and_acks_follow_contiguity() {
 
     // After a restart the hub still knows what it stored.
     let (w, _j, mut acks) = open(&db, fast());
-    w.send(batch("a", Some((7, 2, 1)), 4, 20.0)).await.expect("send");
-    w.send(batch("a", Some((7, 11, 11)), 1, 0.0)).await.expect("send");
+    w.send(batch("a", Some((7, 2, 1)), 4, 20.0))
+        .await
+        .expect("send");
+    w.send(batch("a", Some((7, 11, 11)), 1, 0.0))
+        .await
+        .expect("send");
     w.sync().await.expect("sync");
     assert_eq!(r.count_readings().expect("count"), 12);
     assert_eq!(drain(&mut acks).last().map(|a| a.upto), Some(11));
@@ -134,7 +154,10 @@ async fn retention_is_a_ring_bounded_by_rows() {
         assert!(oldest >= last_oldest, "oldest seq went back");
         last_oldest = oldest;
     }
-    assert!(last_oldest > 4000, "oldest seq moved forward: {last_oldest}");
+    assert!(
+        last_oldest > 4000,
+        "oldest seq moved forward: {last_oldest}"
+    );
     assert!(w.stats.deleted.load(std::sync::atomic::Ordering::Relaxed) >= 4800);
 }
 

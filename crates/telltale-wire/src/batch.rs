@@ -83,7 +83,11 @@ impl<const N: usize> Batch<N> {
     }
 
     /// Encodes the batch as SenML CBOR into `out`; returns the bytes written.
-    pub fn encode_cbor(&self, batch: Option<BatchId>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode_cbor(
+        &self,
+        batch: Option<BatchId>,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
         let mut refs: Vec<Record<'_>, N> = Vec::new();
         for r in &self.records {
             let value = match &r.value {
@@ -134,6 +138,9 @@ mod tests {
             Err(EncodeError::NotFinite)
         );
         let mut small = [0u8; 4];
-        assert_eq!(b.encode_cbor(None, &mut small), Err(EncodeError::BufferFull));
+        assert_eq!(
+            b.encode_cbor(None, &mut small),
+            Err(EncodeError::BufferFull)
+        );
     }
 }

@@ -157,7 +157,10 @@ fn resolve(raws: Vec<Raw<'_>>, limits: &Limits, now: f64) -> Result<Pack, WireEr
         }
         if let Some(v) = r.bver {
             if v > 10 {
-                return Err(WireError::Version { record: i, version: v });
+                return Err(WireError::Version {
+                    record: i,
+                    version: v,
+                });
             }
         }
         let has_id = r.outbox.is_some() || r.batch.is_some() || r.low.is_some();
@@ -293,8 +296,7 @@ fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b':' | b'.' | b'/' | b'_'))
 }
 
@@ -523,7 +525,10 @@ fn decode_cbor_raw<'a>(payload: &'a [u8], limits: &Limits) -> Result<Vec<Raw<'a>
 }
 
 fn cbor_record<'a>(d: &mut Decoder<'a>) -> Result<Raw<'a>, WireError> {
-    if !matches!(d.datatype().map_err(|_| malformed(d))?, Type::Map | Type::MapIndef) {
+    if !matches!(
+        d.datatype().map_err(|_| malformed(d))?,
+        Type::Map | Type::MapIndef
+    ) {
         return Err(malformed(d));
     }
     let len = d.map().map_err(|_| malformed(d))?;
@@ -540,7 +545,13 @@ fn cbor_record<'a>(d: &mut Decoder<'a>) -> Result<Raw<'a>, WireError> {
         }
         i += 1;
         let field = match d.datatype().map_err(|_| malformed(d))? {
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 | Type::I8 | Type::I16 | Type::I32
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
             | Type::I64 => Field::from_int(d.i64().map_err(|_| malformed(d))?),
             Type::String => {
                 let s = d.str().map_err(|_| malformed(d))?;

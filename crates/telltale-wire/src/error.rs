@@ -28,7 +28,11 @@ pub enum WireError {
     #[error("pack has no records")]
     NoRecords,
     #[error("record {record}: name of {len} characters is over the limit of {limit}")]
-    NameTooLong { record: usize, len: usize, limit: usize },
+    NameTooLong {
+        record: usize,
+        len: usize,
+        limit: usize,
+    },
     #[error("record {record}: name is empty")]
     EmptyName { record: usize },
     #[error("record {record}: name has a character SenML does not allow")]
@@ -38,9 +42,17 @@ pub enum WireError {
     #[error("record {record}: more than one value")]
     TwoValues { record: usize },
     #[error("record {record}: unit of {len} characters is over the limit of {limit}")]
-    UnitTooLong { record: usize, len: usize, limit: usize },
+    UnitTooLong {
+        record: usize,
+        len: usize,
+        limit: usize,
+    },
     #[error("record {record}: string value of {len} bytes is over the limit of {limit}")]
-    StringTooLong { record: usize, len: usize, limit: usize },
+    StringTooLong {
+        record: usize,
+        len: usize,
+        limit: usize,
+    },
     #[error("record {record}: must-understand label {label} is not supported")]
     MustUnderstand {
         record: usize,

@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn status_forms() {
-        assert_eq!(Status::parse(b"offline").expect("bare").state, Presence::Offline);
+        assert_eq!(
+            Status::parse(b"offline").expect("bare").state,
+            Presence::Offline
+        );
         let s = Status::parse(br#"{"state":"online","agent":"a/1","labels":{"site":"n"}}"#)
             .expect("json");
         assert_eq!(s.state, Presence::Online);

@@ -117,7 +117,10 @@ pub fn encode_cbor(
                 e.i64(label::BN).map_err(full)?.str(bn).map_err(full)?;
             }
             if let Some(b) = batch {
-                e.str(LABEL_OUTBOX).map_err(full)?.u64(b.outbox).map_err(full)?;
+                e.str(LABEL_OUTBOX)
+                    .map_err(full)?
+                    .u64(b.outbox)
+                    .map_err(full)?;
                 e.str(LABEL_BATCH).map_err(full)?.u64(b.seq).map_err(full)?;
                 e.str(LABEL_LOW).map_err(full)?.u64(b.low).map_err(full)?;
             }

@@ -95,18 +95,34 @@ mod tests {
     #[test]
     fn parse_table() {
         let p = DEFAULT_PREFIX;
-        let cases: &[(&str, Result<(&str, Kind), TopicError>)] = &[
-            ("telltale/v1/devices/a-1/telemetry", Ok(("a-1", Kind::Telemetry))),
-            ("telltale/v1/devices/a_1.x/status", Ok(("a_1.x", Kind::Status))),
-            ("telltale/v1/devices/d/cmd/result", Ok(("d", Kind::CmdResult))),
+        type Case<'a> = (&'a str, Result<(&'a str, Kind), TopicError>);
+        let cases: &[Case<'_>] = &[
+            (
+                "telltale/v1/devices/a-1/telemetry",
+                Ok(("a-1", Kind::Telemetry)),
+            ),
+            (
+                "telltale/v1/devices/a_1.x/status",
+                Ok(("a_1.x", Kind::Status)),
+            ),
+            (
+                "telltale/v1/devices/d/cmd/result",
+                Ok(("d", Kind::CmdResult)),
+            ),
             ("telltale/v1/devices/d/cmd", Ok(("d", Kind::Cmd))),
             ("telltale/v1/devices/d/ack", Ok(("d", Kind::Ack))),
             ("telltale/v2/devices/d/telemetry", Err(TopicError::Prefix)),
             ("telltale/v1/devices/d", Err(TopicError::Kind)),
             ("telltale/v1/devices/d/other", Err(TopicError::Kind)),
-            ("telltale/v1/devices/bad id/telemetry", Err(TopicError::DeviceId)),
+            (
+                "telltale/v1/devices/bad id/telemetry",
+                Err(TopicError::DeviceId),
+            ),
             ("telltale/v1/devices//telemetry", Err(TopicError::DeviceId)),
-            ("telltale/v1/devices/a+b/telemetry", Err(TopicError::DeviceId)),
+            (
+                "telltale/v1/devices/a+b/telemetry",
+                Err(TopicError::DeviceId),
+            ),
         ];
         for (topic, want) in cases {
             assert_eq!(&parse(p, topic), want, "{topic}");

@@ -23,7 +23,8 @@ fn num(name: &str, v: f64) -> Record<'_> {
 
 #[test]
 fn json_table() {
-    let cases: &[(&str, Result<Vec<(&str, Option<&str>, Value, f64)>, &str>)] = &[
+    type Row<'a> = (&'a str, Option<&'a str>, Value, f64);
+    let cases: &[(&str, Result<Vec<Row<'_>>, &str>)] = &[
         (
             r#"[{"n":"temp","u":"Cel","v":21.5}]"#,
             Ok(vec![("temp", Some("Cel"), Value::Num(21.5), NOW)]),
@@ -53,17 +54,32 @@ fn json_table() {
             r#" [{"n":"b","vd":"AQI"}]"#,
             Ok(vec![("b", None, Value::Data(vec![1, 2]), NOW)]),
         ),
-        (r#"[{"n":"t","v":"hot"}]"#, Err("record 0: label v has the wrong type")),
+        (
+            r#"[{"n":"t","v":"hot"}]"#,
+            Err("record 0: label v has the wrong type"),
+        ),
         (r#"[{"n":"t","v":1"#, Err("json is malformed")),
         (r#"[]"#, Err("pack has no records")),
         (r#"{"n":"t"}"#, Err("neither a SenML CBOR array")),
         (r#"[{"n":"t"}]"#, Err("record 0: no value")),
         (r#"[{"n":"","v":1}]"#, Err("record 0: name is empty")),
-        (r#"[{"n":"-x","v":1}]"#, Err("record 0: name has a character")),
-        (r#"[{"n":"a b","v":1}]"#, Err("record 0: name has a character")),
-        (r#"[{"n":"t","v":1,"vs":"x"}]"#, Err("record 0: more than one value")),
+        (
+            r#"[{"n":"-x","v":1}]"#,
+            Err("record 0: name has a character"),
+        ),
+        (
+            r#"[{"n":"a b","v":1}]"#,
+            Err("record 0: name has a character"),
+        ),
+        (
+            r#"[{"n":"t","v":1,"vs":"x"}]"#,
+            Err("record 0: more than one value"),
+        ),
         (r#"[{"n":"t","v":1e999}]"#, Err("json is malformed")),
-        (r#"[{"n":"t","v":1,"foo_":2}]"#, Err("must-understand label foo_")),
+        (
+            r#"[{"n":"t","v":1,"foo_":2}]"#,
+            Err("must-understand label foo_"),
+        ),
         (r#"[{"bver":11,"n":"t","v":1}]"#, Err("SenML version 11")),
         (
             r#"[{"n":"a","v":1},{"tt_ob":1,"tt_bs":2,"n":"b","v":1}]"#,
@@ -96,9 +112,15 @@ fn json_table() {
 #[test]
 fn name_too_long_and_too_many_records() {
     let long = alloc::format!(r#"[{{"n":"{}","v":1}}]"#, "a".repeat(65));
-    assert!(matches!(err(long.as_bytes()), WireError::NameTooLong { len: 65, .. }));
+    assert!(matches!(
+        err(long.as_bytes()),
+        WireError::NameTooLong { len: 65, .. }
+    ));
     let many = alloc::format!("[{}]", vec![r#"{"n":"a","v":1}"#; 1001].join(","));
-    assert!(matches!(err(many.as_bytes()), WireError::TooManyRecords { .. }));
+    assert!(matches!(
+        err(many.as_bytes()),
+        WireError::TooManyRecords { .. }
+    ));
     let big = vec![b' '; 64 * 1024 + 1];
     assert!(matches!(err(&big), WireError::PayloadTooLarge { .. }));
 }
@@ -132,7 +154,10 @@ fn cbor_round_trip_with_identity() {
     let pack = ok(&buf[..n]);
     assert_eq!(pack.batch, Some(id));
     let names: Vec<_> = pack.readings.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["dev/temp", "dev/door", "dev/fw", "dev/count", "dev/precise"]);
+    assert_eq!(
+        names,
+        ["dev/temp", "dev/door", "dev/fw", "dev/count", "dev/precise"]
+    );
     assert_eq!(pack.readings[0].value, Value::Num(21.5));
     assert_eq!(pack.readings[1].time, 1_700_000_123.25);
     assert_eq!(pack.readings[2].value, Value::Str("v1".into()));
@@ -147,7 +172,10 @@ fn cbor_bad_inputs() {
     // Truncated at every length.
     for cut in 1..n {
         let e = err(&buf[..cut]);
-        assert!(matches!(e, WireError::MalformedCbor { .. }), "cut {cut}: {e:?}");
+        assert!(
+            matches!(e, WireError::MalformedCbor { .. }),
+            "cut {cut}: {e:?}"
+        );
     }
     // Trailing garbage.
     let mut long = buf[..n].to_vec();
@@ -170,7 +198,10 @@ fn cbor_bad_inputs() {
         }
     );
     // [1]: a record that is not a map.
-    assert!(matches!(err(&[0x81, 0x01]), WireError::MalformedCbor { .. }));
+    assert!(matches!(
+        err(&[0x81, 0x01]),
+        WireError::MalformedCbor { .. }
+    ));
     // Indefinite array and map.
     let p = ok(&[0x9f, 0xbf, 0x00, 0x61, b't', 0x02, 0x01, 0xff, 0xff]);
     assert_eq!(p.readings[0].value, Value::Num(1.0));
