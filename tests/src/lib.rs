@@ -1,1 +1,282 @@
+//! Harness for the end-to-end tests: starts the real `telltale-hub` and
+//! `telltale-agent` binaries on loopback ports in a temp folder, kills and
+//! restarts them, and reads the hub's SQLite file.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which
+//! the README's test command does).
+#![allow(clippy::unwrap_used)]
 
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use telltale_store::Reader;
+
+/// Path of a workspace binary, beside the test executable's folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+}
+
+fn stop(child: &mut Child, sig: nix::sys::signal::Signal, timeout: Duration) -> bool {
+    signal(child, sig);
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// A hub process.
+pub struct Hub {
+    child: Option<Child>,
+    /// Its folder: config, log, data.
+    pub dir: PathBuf,
+    /// Its MQTT port on 127.0.0.1.
+    pub mqtt_port: u16,
+    config: PathBuf,
+    starts: u32,
+}
+
+impl Hub {
+    /// Starts a hub in `dir` with a fast commit interval and `extra` config
+    /// lines (TOML) appended.
+    pub fn start(dir: &Path, extra: &str) -> Hub {
+        std::fs::create_dir_all(dir).expect("hub dir");
+        let mqtt_port = free_port();
+        let config = dir.join("hub.toml");
+        let text = format!(
+            "data_dir = \"{}\"\n{extra}\n[broker]\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
+            dir.join("data").display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut hub = Hub {
+            child: None,
+            dir: dir.to_path_buf(),
+            mqtt_port,
+            config,
+            starts: 0,
+        };
+        hub.spawn();
+        hub
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("hub-{}.log", self.starts)))
+            .expect("log file");
+        let child = Command::new(bin("telltale-hub"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,telltale_store=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("hub starts");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.mqtt_port));
+        let up = wait_until(Duration::from_secs(15), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+        });
+        assert!(up, "hub did not listen; see {}", self.dir.display());
+    }
+
+    /// Path of the hub's database.
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("data").join("hub.db")
+    }
+
+    /// A read-only view of the database.
+    pub fn reader(&self) -> Reader {
+        Reader::open(&self.db()).expect("reader")
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(
+                &mut c,
+                nix::sys::signal::Signal::SIGKILL,
+                Duration::from_secs(5),
+            );
+        }
+    }
+
+    /// SIGTERM; returns whether it exited within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        match self.child.take() {
+            Some(mut c) => stop(&mut c, nix::sys::signal::Signal::SIGTERM, timeout),
+            None => true,
+        }
+    }
+
+    /// Starts it again with the same config and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An agent process.
+pub struct Agent {
+    child: Option<Child>,
+    /// Its folder.
+    pub dir: PathBuf,
+    config: PathBuf,
+    starts: u32,
+}
+
+impl Agent {
+    /// Starts an agent for `device` against the hub's port, with `body`
+    /// (TOML: batch settings and sources) appended to its config.
+    pub fn start(dir: &Path, device: &str, mqtt_port: u16, body: &str) -> Agent {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let config = dir.join("agent.toml");
+        let text = format!(
+            "device_id = \"{device}\"\ndata_dir = \"{}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n\n{body}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(&config, text).expect("write agent config");
+        let mut a = Agent {
+            child: None,
+            dir: dir.to_path_buf(),
+            config,
+            starts: 0,
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("agent-{}.log", self.starts)))
+            .expect("log file");
+        let child = Command::new(bin("telltale-agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("agent starts");
+        self.child = Some(child);
+    }
+
+    /// Replaces the config body and restarts.
+    pub fn restart_with(&mut self, body_from: &str, body_to: &str) {
+        self.kill();
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        std::fs::write(&self.config, text.replace(body_from, body_to)).expect("config");
+        self.spawn();
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(
+                &mut c,
+                nix::sys::signal::Signal::SIGKILL,
+                Duration::from_secs(5),
+            );
+        }
+    }
+
+    /// SIGTERM; returns whether it exited within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        match self.child.take() {
+            Some(mut c) => stop(&mut c, nix::sys::signal::Signal::SIGTERM, timeout),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The numeric values stored for (device, metric), in seq order, with times.
+pub fn values(reader: &Reader, device: &str, metric: &str) -> Vec<(i64, f64)> {
+    let mut out = vec![];
+    let mut after = 0;
+    loop {
+        let page = reader.readings_after(after, 10_000).expect("read");
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page {
+            if &*r.device == device && &*r.metric == metric {
+                if let telltale_store::StoredValue::Num(v) = r.value {
+                    out.push((r.ts_ms, v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A connected MQTT client (rumqttc) with its event loop polled in the
+/// background.
+pub async fn mqtt_client(port: u16, id: &str) -> rumqttc::AsyncClient {
+    let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_max_packet_size(512 * 1024, 512 * 1024);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 1000);
+    tokio::spawn(async move {
+        loop {
+            if events.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    client
+}
