@@ -47,10 +47,20 @@ impl HubConfig {
     /// Checks what serde cannot.
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            self.broker.max_packet_bytes > self.ingest.max_payload_bytes,
-            "broker.max_packet_bytes ({}) must exceed ingest.max_payload_bytes ({}) so that oversized packs are counted as rejects",
+            self.broker.max_packet_bytes >= self.ingest.max_payload_bytes + 1024,
+            "broker.max_packet_bytes ({}) must exceed ingest.max_payload_bytes ({}) by at least 1024 (topic and header) so that oversized packs are counted as rejects",
             self.broker.max_packet_bytes,
             self.ingest.max_payload_bytes
+        );
+        anyhow::ensure!(
+            self.broker.segment_bytes >= self.broker.max_packet_bytes,
+            "broker.segment_bytes ({}) must hold at least one packet of broker.max_packet_bytes ({})",
+            self.broker.segment_bytes,
+            self.broker.max_packet_bytes
+        );
+        anyhow::ensure!(
+            self.broker.segment_count >= 2,
+            "broker.segment_count must be at least 2"
         );
         anyhow::ensure!(
             self.store.commit_interval_ms > 0,
@@ -71,8 +81,9 @@ impl HubConfig {
         anyhow::ensure!(
             !self.ingest.topic_prefix.is_empty()
                 && !self.ingest.topic_prefix.contains(['+', '#'])
+                && !self.ingest.topic_prefix.starts_with('/')
                 && !self.ingest.topic_prefix.ends_with('/'),
-            "ingest.topic_prefix must be a topic without wildcards or a trailing slash"
+            "ingest.topic_prefix must be a topic without wildcards or a leading or trailing slash"
         );
         Ok(())
     }

@@ -216,7 +216,14 @@ struct Ingest {
 impl Ingest {
     fn handle(&mut self, msg: Message) -> Result<(), telltale_store::StoreError> {
         let Ok(topic_str) = std::str::from_utf8(&msg.topic) else {
-            return Ok(());
+            let topic = String::from_utf8_lossy(&msg.topic).into_owned();
+            return self.reject(
+                &topic,
+                None,
+                "bad_topic",
+                "topic is not UTF-8".into(),
+                &msg.payload,
+            );
         };
         let (device, kind) = match topic::parse(&self.config.topic_prefix, topic_str) {
             Ok(v) => v,
@@ -249,6 +256,8 @@ impl Ingest {
                     }
                 }
             }
+            // An empty retained message clears a device's status: nothing to do.
+            Kind::Status if msg.payload.is_empty() => Ok(()),
             Kind::Status => {
                 self.stats.statuses.fetch_add(1, Relaxed);
                 match Status::parse(&msg.payload) {
@@ -303,6 +312,7 @@ impl Ingest {
             kind,
             reason,
             payload: payload.to_vec(),
+            batch: decode::batch_identity(payload),
         }))
     }
 }

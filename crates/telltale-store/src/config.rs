@@ -30,7 +30,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             commit_interval_ms: 250,
-            commit_max_rows: 250_000,
+            commit_max_rows: 500_000,
             synchronous: Synchronous::Full,
             retention: Retention::default(),
             max_rejects: 10_000,

@@ -48,6 +48,9 @@ pub struct Reject {
     pub reason: String,
     /// The payload (the writer keeps only a prefix).
     pub payload: Vec<u8>,
+    /// The batch identity, when the refused pack still carried one: the
+    /// batch is acknowledged as handled.
+    pub batch: Option<BatchId>,
 }
 
 /// What the writer is asked to do.
@@ -385,7 +388,7 @@ impl State {
     ) -> Result<(), StoreError> {
         match op {
             WriteOp::Batch(b) => self.batch(tx, b, group, want_events),
-            WriteOp::Reject(r) => self.reject(tx, r),
+            WriteOp::Reject(r) => self.reject(tx, r, group),
             WriteOp::Sync(w) => {
                 group.syncs.push(w);
                 Ok(())
@@ -402,21 +405,10 @@ impl State {
     ) -> Result<(), StoreError> {
         let (dev, dev_name) = intern(tx, &mut self.devices, "devices", &b.device)?;
         if let Some(id) = b.batch {
-            let st = self.outbox(tx, dev, id.outbox)?;
-            if id.low > st.upto + 1 {
-                st.upto = id.low - 1;
-                st.dirty = true;
-            }
-            let duplicate = id.seq <= st.upto || st.above.contains(&id.seq);
-            group.acks.insert((dev, id.outbox), b.device.clone());
-            if duplicate {
+            if !self.claim(tx, dev, &b.device, id, group)? {
                 self.stats.duplicate_batches.fetch_add(1, Relaxed);
                 return Ok(());
             }
-            st.above.insert(id.seq);
-            st.dirty = true;
-            tx.prepare_cached("INSERT INTO batches(device, outbox, seq) VALUES (?1, ?2, ?3)")?
-                .execute(params![dev, id.outbox as i64, id.seq as i64])?;
         }
         let mut ins = tx.prepare_cached(
             "INSERT INTO readings(seq, ts, device, metric, unit, v) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -451,6 +443,32 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Records that batch `id` of `device` is stored by this group and owes
+    /// an ack; false if it was stored before (a duplicate).
+    fn claim(
+        &mut self,
+        tx: &Connection,
+        dev: i64,
+        device: &str,
+        id: BatchId,
+        group: &mut Group,
+    ) -> Result<bool, StoreError> {
+        let st = self.outbox(tx, dev, id.outbox)?;
+        if id.low > st.upto + 1 {
+            st.upto = id.low - 1;
+            st.dirty = true;
+        }
+        group.acks.insert((dev, id.outbox), device.to_owned());
+        if id.seq <= st.upto || st.above.contains(&id.seq) {
+            return Ok(false);
+        }
+        st.above.insert(id.seq);
+        st.dirty = true;
+        tx.prepare_cached("INSERT INTO batches(device, outbox, seq) VALUES (?1, ?2, ?3)")?
+            .execute(params![dev, id.outbox as i64, id.seq as i64])?;
+        Ok(true)
     }
 
     /// The idempotency state of one outbox, loaded on first use.
@@ -525,7 +543,17 @@ impl State {
         Ok(())
     }
 
-    fn reject(&mut self, tx: &Connection, r: Reject) -> Result<(), StoreError> {
+    fn reject(&mut self, tx: &Connection, r: Reject, group: &mut Group) -> Result<(), StoreError> {
+        // A refused batch is answered too: acknowledged as handled, so its
+        // sender moves on instead of resending it forever. A second copy is
+        // not kept again.
+        if let (Some(device), Some(id)) = (&r.device, r.batch) {
+            let (dev, _) = intern(tx, &mut self.devices, "devices", device)?;
+            if !self.claim(tx, dev, device, id, group)? {
+                self.stats.duplicate_batches.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+        }
         let keep = r.payload.len().min(self.config.reject_payload_bytes);
         tx.prepare_cached(
             "INSERT INTO rejects(at, topic, device, kind, reason, size, payload)
@@ -592,14 +620,18 @@ impl State {
                 || used_bytes(conn)? > r.max_bytes))
     }
 
+    /// Whether the oldest delete batch is past the age bound, judged by the
+    /// time of its newest reading: one device with a clock far behind cannot
+    /// make the ring delete fresh readings.
     fn too_old(&self, tx: &Connection, max_age_secs: u64) -> Result<bool, StoreError> {
-        if max_age_secs == 0 {
+        if max_age_secs == 0 || self.next_seq == self.oldest_seq {
             return Ok(false);
         }
+        let chunk = self.config.retention.delete_batch.max(1);
+        let probe = (self.oldest_seq + chunk - 1).min(self.next_seq - 1);
         let ts: Option<i64> = tx
-            .prepare_cached("SELECT ts FROM readings WHERE seq >= ?1 ORDER BY seq LIMIT 1")?
-            .query_row([self.oldest_seq as i64], |r| r.get(0))
-            .optional()?;
+            .prepare_cached("SELECT max(ts) FROM readings WHERE seq BETWEEN ?1 AND ?2")?
+            .query_row([self.oldest_seq as i64, probe as i64], |r| r.get(0))?;
         Ok(ts.is_some_and(|ts| ts < now_ms() - (max_age_secs as i64) * 1000))
     }
 

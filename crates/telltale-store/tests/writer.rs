@@ -179,6 +179,7 @@ async fn rejects_are_counted_and_the_newest_kept() {
             kind: if i % 2 == 0 { "not_senml" } else { "bad_name" },
             reason: format!("reason {i}"),
             payload: vec![1, 2, 3, 4, 5, 6],
+            batch: None,
         }))
         .await
         .expect("send");
@@ -221,4 +222,106 @@ async fn sequence_is_never_reused_and_epoch_persists() {
     let other = tempfile::tempdir().expect("tempdir");
     let (w2, _j2, _a2) = open(&other.path().join("hub.db"), fast());
     assert_ne!(w2.epoch, epoch, "another database has another epoch");
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_acknowledged_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let (w, _j, mut acks) = open(&db, fast());
+    w.send(batch("a", Some((5, 1, 1)), 2, 0.0))
+        .await
+        .expect("send");
+    for _ in 0..2 {
+        w.send(WriteOp::Reject(Reject {
+            at_ms: 0,
+            topic: "t".into(),
+            device: Some("a".into()),
+            kind: "wrong_type",
+            reason: "bad".into(),
+            payload: vec![],
+            batch: Some(BatchId {
+                outbox: 5,
+                seq: 2,
+                low: 1,
+            }),
+        }))
+        .await
+        .expect("send");
+    }
+    w.send(batch("a", Some((5, 3, 1)), 2, 0.0))
+        .await
+        .expect("send");
+    w.sync().await.expect("sync");
+    assert_eq!(drain(&mut acks).last().map(|a| a.upto), Some(3));
+    let r = Reader::open(&db).expect("reader");
+    assert_eq!(
+        r.rejects(10).expect("rejects").len(),
+        1,
+        "the resend is not kept twice"
+    );
+    assert_eq!(r.count_readings().expect("count"), 4);
+}
+
+#[tokio::test]
+async fn old_readings_age_out_but_one_stale_clock_does_not_empty_the_ring() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let config = StoreConfig {
+        retention: Retention {
+            max_age_secs: 3600,
+            delete_batch: 10,
+            ..Retention::default()
+        },
+        ..fast()
+    };
+    let (w, _j, _acks) = open(&db, config);
+    let now = telltale_store::now_ms() as f64 / 1000.0;
+    let at = |t: f64, n: usize| {
+        WriteOp::Batch(IncomingBatch {
+            device: "a".into(),
+            batch: None,
+            readings: (0..n)
+                .map(|i| Reading {
+                    name: "temp".into(),
+                    unit: None,
+                    value: Value::Num(i as f64),
+                    time: t,
+                })
+                .collect(),
+        })
+    };
+    // One reading from a device whose clock is a day behind, then fresh ones.
+    w.send(at(now - 86_400.0, 1)).await.expect("send");
+    w.send(at(now, 30)).await.expect("send");
+    w.sync().await.expect("sync");
+    let r = Reader::open(&db).expect("reader");
+    assert_eq!(
+        r.count_readings().expect("count"),
+        31,
+        "fresh readings stay"
+    );
+    // Twenty readings two hours old, then fresh ones: the old ones age out.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let db2 = dir2.path().join("hub.db");
+    let (w2, _j2, _a2) = open(
+        &db2,
+        StoreConfig {
+            retention: Retention {
+                max_age_secs: 3600,
+                delete_batch: 10,
+                ..Retention::default()
+            },
+            ..fast()
+        },
+    );
+    w2.send(at(now - 7200.0, 20)).await.expect("send");
+    w2.send(at(now, 5)).await.expect("send");
+    w2.sync().await.expect("sync");
+    let r2 = Reader::open(&db2).expect("reader");
+    assert_eq!(
+        r2.count_readings().expect("count"),
+        5,
+        "two-hour-old readings aged out"
+    );
 }

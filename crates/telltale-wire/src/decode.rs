@@ -108,6 +108,29 @@ pub fn decode(payload: &[u8], limits: &Limits, now: f64) -> Result<Pack, WireErr
     resolve(raws, limits, now)
 }
 
+/// The batch identity of a pack that [`decode`] refused, when its first
+/// record still carries a valid one: the hub acknowledges a refused batch
+/// too (it is kept as a reject), so the sender does not resend it forever.
+pub fn batch_identity(payload: &[u8]) -> Option<BatchId> {
+    let limits = Limits {
+        max_records: usize::MAX,
+        ..Limits::default()
+    };
+    let raws = match sniff(payload).ok()? {
+        Format::Cbor => decode_cbor_raw(payload, &limits).ok()?,
+        Format::Json => decode_json_raw(payload, &limits).ok()?,
+    };
+    let first = raws.first()?;
+    match (first.outbox, first.batch) {
+        (Some(outbox), Some(seq)) if seq > 0 => Some(BatchId {
+            outbox,
+            seq,
+            low: first.low.unwrap_or(seq).min(seq),
+        }),
+        _ => None,
+    }
+}
+
 /// One record with every label it may carry, before base fields are applied.
 #[derive(Debug, Default)]
 struct Raw<'a> {
@@ -166,7 +189,7 @@ fn resolve(raws: Vec<Raw<'_>>, limits: &Limits, now: f64) -> Result<Pack, WireEr
         let has_id = r.outbox.is_some() || r.batch.is_some() || r.low.is_some();
         if has_id {
             match (i, r.outbox, r.batch) {
-                (0, Some(outbox), Some(seq)) => {
+                (0, Some(outbox), Some(seq)) if seq > 0 => {
                     batch = Some(BatchId {
                         outbox,
                         seq,

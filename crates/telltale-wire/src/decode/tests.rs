@@ -86,6 +86,10 @@ fn json_table() {
             Err("batch identity"),
         ),
         (r#"[{"tt_ob":1,"n":"b","v":1}]"#, Err("batch identity")),
+        (
+            r#"[{"tt_ob":1,"tt_bs":0,"n":"b","v":1}]"#,
+            Err("batch identity"),
+        ),
         ("x", Err("neither a SenML CBOR array")),
         ("", Err("payload is empty")),
     ];
@@ -226,4 +230,20 @@ fn heapless_batch_decodes() {
     let p = ok(&buf[..n]);
     assert_eq!(p.readings.len(), 2);
     assert_eq!(p.readings[1].value, Value::Num(2.5));
+}
+
+#[test]
+fn identity_of_a_refused_pack() {
+    let bad = br#"[{"tt_ob":9,"tt_bs":4,"tt_lo":2,"n":"b","v":"x"}]"#;
+    assert!(decode(bad, &Limits::default(), NOW).is_err());
+    assert_eq!(
+        batch_identity(bad),
+        Some(BatchId {
+            outbox: 9,
+            seq: 4,
+            low: 2
+        })
+    );
+    assert_eq!(batch_identity(b"[{\"n\":\"b\",\"v\":1}]"), None);
+    assert_eq!(batch_identity(b"junk"), None);
 }
