@@ -75,8 +75,10 @@ ceiling() { # MESSAGES PER
   lines "$msgs" "$per" "$dir/lines"
   "$drain" "127.0.0.1:$port" "$msgs" > "$dir/out" 2>/dev/null & local dp=$!
   wait_port "$port"
-  mosquitto_pub -p "$port" -q 1 -t telltale/v1/devices/bench-1/telemetry -l < "$dir/lines"
+  mosquitto_pub -p "$port" -q 1 -t telltale/v1/devices/bench-1/telemetry -l < "$dir/lines" & local pp=$!
   wait $dp
+  # The broker alone may leave the publisher waiting for its last acks.
+  sleep 0.5; kill $pp 2>/dev/null || true; wait $pp 2>/dev/null || true
   python3 -c "
 import re
 s=open('$dir/out').read(); m=re.search(r'in ([0-9.]+) s = ([0-9]+) msgs/s', s)

@@ -85,11 +85,13 @@ fn init_tracing() {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off"));
     // Under journald the journal stamps each line; do not stamp twice.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    use std::io::IsTerminal;
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if journald {
-        fmt.without_time().with_ansi(false).init();
+        fmt.without_time().init();
     } else {
         fmt.init();
     }
