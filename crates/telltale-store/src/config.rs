@@ -35,7 +35,7 @@ impl Default for StoreConfig {
             retention: Retention::default(),
             max_rejects: 10_000,
             reject_payload_bytes: 512,
-            queue_batches: 65_536,
+            queue_batches: 8_192,
         }
     }
 }
