@@ -44,38 +44,96 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+/// A child process that the tests start, kill and restart, with one log
+/// file per start in its folder.
+struct Proc {
+    child: Option<Child>,
+    /// Its folder: config and logs.
+    dir: PathBuf,
+    /// The binary.
+    bin: &'static str,
+    /// Its arguments.
+    args: Vec<std::ffi::OsString>,
+    /// Log file prefix.
+    name: &'static str,
+    /// Starts so far, for log file names.
+    starts: u32,
 }
 
-fn stop(child: &mut Child, sig: nix::sys::signal::Signal, timeout: Duration) -> bool {
-    signal(child, sig);
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
+impl Proc {
+    fn new(dir: &Path, bin: &'static str, name: &'static str, config: &Path) -> Proc {
+        Proc {
+            child: None,
+            dir: dir.to_path_buf(),
+            bin,
+            args: vec!["run".into(), "--config".into(), config.into()],
+            name,
+            starts: 0,
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    false
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts)))
+                .expect("log file");
+        let child = Command::new(bin(self.bin))
+            .args(&self.args)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("process starts");
+        self.child = Some(child);
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends `sig` and waits up to `timeout`; kills it after that. Returns
+    /// whether it exited in time.
+    fn stop(&mut self, sig: nix::sys::signal::Signal, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    fn kill(&mut self) {
+        self.stop(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A hub process.
 pub struct Hub {
-    child: Option<Child>,
+    proc: Proc,
     /// Its folder: config, log, data.
     pub dir: PathBuf,
     /// Its MQTT port on 127.0.0.1.
     pub mqtt_port: u16,
-    config: PathBuf,
-    starts: u32,
 }
 
 impl Hub {
-    /// Starts a hub in `dir` with a fast commit interval and `extra` config
-    /// lines (TOML) appended.
+    /// Starts a hub in `dir` with `extra` config lines (TOML) added.
     pub fn start(dir: &Path, extra: &str) -> Hub {
         std::fs::create_dir_all(dir).expect("hub dir");
         let mqtt_port = free_port();
@@ -86,30 +144,16 @@ impl Hub {
         );
         std::fs::write(&config, text).expect("write config");
         let mut hub = Hub {
-            child: None,
+            proc: Proc::new(dir, "telltale-hub", "hub", &config),
             dir: dir.to_path_buf(),
             mqtt_port,
-            config,
-            starts: 0,
         };
         hub.spawn();
         hub
     }
 
     fn spawn(&mut self) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("hub-{}.log", self.starts)))
-            .expect("log file");
-        let child = Command::new(bin("telltale-hub"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info,telltale_store=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("hub starts");
-        self.child = Some(child);
+        self.proc.spawn();
         let addr = SocketAddr::from(([127, 0, 0, 1], self.mqtt_port));
         let up = wait_until(Duration::from_secs(15), || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
@@ -129,50 +173,30 @@ impl Hub {
 
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.proc.is_running()
     }
 
     /// SIGKILL, no chance to flush.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(
-                &mut c,
-                nix::sys::signal::Signal::SIGKILL,
-                Duration::from_secs(5),
-            );
-        }
+        self.proc.kill();
     }
 
     /// SIGTERM; returns whether it exited within `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        match self.child.take() {
-            Some(mut c) => stop(&mut c, nix::sys::signal::Signal::SIGTERM, timeout),
-            None => true,
-        }
+        self.proc.stop(nix::sys::signal::Signal::SIGTERM, timeout)
     }
 
-    /// Starts it again with the same config and port.
+    /// Kills it and starts it again with the same config and port.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
 }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// An agent process.
 pub struct Agent {
-    child: Option<Child>,
-    /// Its folder.
-    pub dir: PathBuf,
+    proc: Proc,
     config: PathBuf,
-    starts: u32,
 }
 
 impl Agent {
@@ -186,62 +210,28 @@ impl Agent {
             dir.join("data").display()
         );
         std::fs::write(&config, text).expect("write agent config");
-        let mut a = Agent {
-            child: None,
-            dir: dir.to_path_buf(),
-            config,
-            starts: 0,
-        };
-        a.spawn();
-        a
+        let mut proc = Proc::new(dir, "telltale-agent", "agent", &config);
+        proc.spawn();
+        Agent { proc, config }
     }
 
-    fn spawn(&mut self) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("agent-{}.log", self.starts)))
-            .expect("log file");
-        let child = Command::new(bin("telltale-agent"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("agent starts");
-        self.child = Some(child);
-    }
-
-    /// Replaces the config body and restarts.
+    /// Kills it, replaces `body_from` with `body_to` in its config and
+    /// starts it again.
     pub fn restart_with(&mut self, body_from: &str, body_to: &str) {
         self.kill();
         let text = std::fs::read_to_string(&self.config).expect("config");
         std::fs::write(&self.config, text.replace(body_from, body_to)).expect("config");
-        self.spawn();
+        self.proc.spawn();
     }
 
     /// SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(
-                &mut c,
-                nix::sys::signal::Signal::SIGKILL,
-                Duration::from_secs(5),
-            );
-        }
+        self.proc.kill();
     }
 
     /// SIGTERM; returns whether it exited within `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        match self.child.take() {
-            Some(mut c) => stop(&mut c, nix::sys::signal::Signal::SIGTERM, timeout),
-            None => true,
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
+        self.proc.stop(nix::sys::signal::Signal::SIGTERM, timeout)
     }
 }
 

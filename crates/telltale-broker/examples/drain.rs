@@ -4,10 +4,10 @@
 //! usage: drain LISTEN_ADDR EXPECTED_MESSAGES
 //! Prints `broker-only: N msgs in S s = R msgs/s` once N messages arrived.
 
-use std::time::Instant;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:1883".into());
     let expected: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
@@ -21,16 +21,24 @@ async fn main() {
     let mut messages = broker.messages;
     let mut n = 0u64;
     let mut t0 = None;
-    while let Some(_m) = messages.next().await {
-        t0.get_or_insert_with(Instant::now);
-        n += 1;
-        if n >= expected {
-            break;
-        }
-    }
+    // Drained the way the hub's ingest thread drains it, minus the work.
+    messages.drain(
+        || false,
+        |_| {
+            t0.get_or_insert_with(Instant::now);
+            n += 1;
+            if n >= expected {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
     let dt = t0.map_or(0.0, |t| t.elapsed().as_secs_f64());
     println!(
         "broker-only: {n} msgs in {dt:.2} s = {:.0} msgs/s",
         n as f64 / dt
     );
+    // Stay up a moment so the publisher gets its last acknowledgements.
+    std::thread::sleep(Duration::from_secs(1));
 }

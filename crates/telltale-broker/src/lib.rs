@@ -1,6 +1,7 @@
 //! The only crate that knows rumqttd. It embeds the broker with a small
-//! config section, and gives the hub an in-process link: an async stream of
-//! the publishes the hub subscribed to, and a way to publish (acks, commands).
+//! config section, and gives the hub an in-process link: the publishes the hub
+//! subscribed to, drained on a thread ([`Messages::drain`]), and a way to
+//! publish (acks, commands).
 //!
 //! It never decodes payloads and never decides what a topic means.
 //!
@@ -250,34 +251,13 @@ pub struct Messages {
     stats: Arc<BrokerStats>,
 }
 
-impl Messages {
-    /// The next publish; `None` once the broker is gone.
-    pub async fn next(&mut self) -> Option<Message> {
-        loop {
-            match self.rx.next().await {
-                Ok(Some(Notification::Forward(f))) => {
-                    self.stats.received.fetch_add(1, Relaxed);
-                    return Some(Message {
-                        topic: f.publish.topic,
-                        payload: f.publish.payload,
-                        retain: f.publish.retain,
-                    });
-                }
-                Ok(Some(Notification::Unschedule)) => {
-                    // The router paused us because our buffer filled: ask for more.
-                    if self.rx.wake().await.is_err() {
-                        return None;
-                    }
-                }
-                Ok(Some(_)) | Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "broker link closed");
-                    return None;
-                }
-            }
-        }
-    }
-}
+/// How long [`Messages::drain`] keeps napping (instead of blocking) after the
+/// link ran dry: under load a nap lets many messages gather per wake-up.
+const BUSY_WINDOW: Duration = Duration::from_millis(20);
+/// One nap.
+const NAP: Duration = Duration::from_millis(1);
+/// Longest block while idle, so `stop` is checked.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// Why [`Messages::recv_timeout`] returned nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +269,41 @@ pub enum RecvError {
 }
 
 impl Messages {
+    /// Hands every publish to `f`, on the calling thread, until `f` breaks,
+    /// `stop()` is true (checked at least every 200 ms) or the broker is gone.
+    ///
+    /// While messages keep coming it naps 1 ms when the link runs dry
+    /// rather than blocking: a blocked reader costs the broker a wake-up per
+    /// message, a napping one a wake-up per millisecond. After 20 ms without
+    /// a message it blocks.
+    pub fn drain(
+        &mut self,
+        mut stop: impl FnMut() -> bool,
+        mut f: impl FnMut(Message) -> std::ops::ControlFlow<()>,
+    ) {
+        let mut dry_since: Option<Instant> = None;
+        while !stop() {
+            let wait = match dry_since {
+                Some(t) if t.elapsed() >= BUSY_WINDOW => IDLE_WAIT,
+                _ => Duration::ZERO,
+            };
+            match self.recv_timeout(wait) {
+                Ok(msg) => {
+                    dry_since = None;
+                    if f(msg).is_break() {
+                        return;
+                    }
+                }
+                Err(RecvError::Timeout) => {
+                    if dry_since.get_or_insert_with(Instant::now).elapsed() < BUSY_WINDOW {
+                        std::thread::sleep(NAP);
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
     /// The next publish, waiting at most `timeout` (zero: only what is
     /// already there). For a thread that drains the link without an async
     /// runtime: under load it can take many messages per wake-up.
@@ -298,10 +313,11 @@ impl Messages {
             match self.rx.recv_deadline(deadline) {
                 Ok(Some(Notification::Forward(f))) => {
                     self.stats.received.fetch_add(1, Relaxed);
+                    let p = f.publish;
                     return Ok(Message {
-                        topic: f.publish.topic,
-                        payload: f.publish.payload,
-                        retain: f.publish.retain,
+                        topic: p.topic,
+                        payload: p.payload,
+                        retain: p.retain,
                     });
                 }
                 Ok(Some(Notification::Unschedule)) => {

@@ -9,10 +9,11 @@
 
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use telltale_broker::{Message, Messages, Publisher, RecvError};
+use telltale_broker::{Message, Messages, Publisher};
 use telltale_store::{AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
 use telltale_wire::decode::{self, Limits};
 use telltale_wire::msg::{Ack, Status};
@@ -94,12 +95,6 @@ pub struct PresenceEvent {
     pub status: Status,
 }
 
-/// How long the drain thread keeps napping (instead of blocking) after the
-/// link ran dry: under load a nap lets many messages gather per wake-up.
-const BUSY_WINDOW: Duration = Duration::from_millis(20);
-/// One nap.
-const NAP: Duration = Duration::from_millis(1);
-
 /// Ingest, running: a thread that drains the broker link into the store
 /// writer, and a task that publishes acks after commits.
 pub struct Running {
@@ -135,28 +130,16 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("ingest".into())
         .spawn(move || {
-            let mut dry_since: Option<Instant> = None;
-            while !shutdown.is_cancelled() {
-                let wait = match dry_since {
-                    Some(t) if t.elapsed() >= BUSY_WINDOW => Duration::from_millis(200),
-                    _ => Duration::ZERO,
-                };
-                match messages.recv_timeout(wait) {
-                    Ok(msg) => {
-                        dry_since = None;
-                        if ingest.handle(msg).is_err() {
-                            tracing::error!("store writer is gone; ingest stops");
-                            break;
-                        }
+            messages.drain(
+                || shutdown.is_cancelled(),
+                |msg| match ingest.handle(msg) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => {
+                        tracing::error!("store writer is gone; ingest stops");
+                        ControlFlow::Break(())
                     }
-                    Err(RecvError::Timeout) => {
-                        if dry_since.get_or_insert_with(Instant::now).elapsed() < BUSY_WINDOW {
-                            std::thread::sleep(NAP);
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                }
-            }
+                },
+            );
         })?;
     Ok(Running {
         thread,
