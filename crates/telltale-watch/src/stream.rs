@@ -1,0 +1,231 @@
+//! The watch stream: initial events or a start position, catch-up from the
+//! store, then the live ring; back to catch-up whenever the watcher lags.
+
+use crate::{blocking, Collection, EventType, Item, Kind, Start, WatchEvent, WatchRequest, PAGE};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// What woke the live loop.
+enum Wake<T> {
+    Chunk(Arc<[Arc<T>]>),
+    Lagged,
+    Closed,
+    Heartbeat,
+    Flush,
+    End,
+}
+
+/// Pending throttled changes: newest version per key, emitted in seq order.
+struct Throttle<T> {
+    every: Duration,
+    by_key: HashMap<String, u64>,
+    by_seq: BTreeMap<u64, Arc<T>>,
+}
+
+impl<T: Item> Throttle<T> {
+    fn put(&mut self, item: Arc<T>) {
+        if let Some(old) = self.by_key.insert(item.key().to_owned(), item.seq()) {
+            self.by_seq.remove(&old);
+        }
+        self.by_seq.insert(item.seq(), item);
+    }
+
+    fn take(&mut self) -> Vec<Arc<T>> {
+        self.by_key.clear();
+        std::mem::take(&mut self.by_seq).into_values().collect()
+    }
+}
+
+fn jittered(d: Duration) -> Duration {
+    let cut = rand::random::<f64>() * 0.1;
+    d.mul_f64(1.0 - cut)
+}
+
+pub(crate) fn watch<T: Item>(
+    coll: Arc<Collection<T>>,
+    req: WatchRequest,
+) -> impl futures_core::Stream<Item = WatchEvent<T>> + Send + 'static {
+    // Subscribe before reading anything (and now, not at the first poll),
+    // so nothing committed from the request on can be missed; anything seen
+    // twice is dropped by seq.
+    let mut rx = coll.live.subscribe();
+    let now = coll.last_seq();
+    async_stream::stream! {
+        let end = {
+            let life = Instant::now() + jittered(req.max_lifetime);
+            match req.timeout {
+                Some(t) => (Instant::now() + t).min(life),
+                None => life,
+            }
+        };
+        let change = if coll.kind == Kind::Log { EventType::Added } else { EventType::Modified };
+        let kind_of = |it: &T| if it.created() { EventType::Added } else { change };
+        let mut since = None;
+        let mut cursor = match req.start {
+            Start::Now => now,
+            Start::After(seq) => seq,
+            Start::Since(ts) => {
+                since = Some(ts);
+                let s = coll.source.clone();
+                match blocking(move || Ok((s.seq_at_time(ts)?, s.oldest()?))).await {
+                    Ok((seq, oldest)) => seq.saturating_sub(1).max(oldest),
+                    Err(e) => {
+                        yield WatchEvent::Error { status: 500, code: "internal", message: e.to_string(), oldest: None };
+                        return;
+                    }
+                }
+            }
+            Start::Initial => {
+                let s = coll.source.clone();
+                match blocking(move || s.state()).await {
+                    Ok((items, seq)) => {
+                        for it in items {
+                            if req.filter.matches(&*it) {
+                                yield WatchEvent::Item { kind: EventType::Added, item: it };
+                            }
+                        }
+                        yield WatchEvent::Bookmark { seq, initial_events_end: true };
+                        seq
+                    }
+                    Err(e) => {
+                        yield WatchEvent::Error { status: 500, code: "internal", message: e.to_string(), oldest: None };
+                        return;
+                    }
+                }
+            }
+        };
+        // Everything up to `delivered` is sent or filtered out (it trails
+        // `cursor` only while throttled changes wait).
+        let mut delivered = cursor;
+        let mut throttle = match (coll.kind, req.throttle) {
+            (Kind::State, Some(every)) if !every.is_zero() => Some(Throttle {
+                every,
+                by_key: HashMap::new(),
+                by_seq: BTreeMap::new(),
+            }),
+            _ => None,
+        };
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + req.heartbeat, req.heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut flush = tokio::time::interval(throttle.as_ref().map_or(Duration::from_secs(3600), |t| t.every));
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        'outer: loop {
+            // Catch up from the store.
+            loop {
+                let s = coll.source.clone();
+                let c = cursor;
+                let read = blocking(move || {
+                    let oldest = s.oldest()?;
+                    if c < oldest {
+                        return Ok(Err(oldest));
+                    }
+                    Ok(Ok(s.after(c, PAGE)?))
+                }).await;
+                let page = match read {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(oldest)) => {
+                        yield WatchEvent::Error {
+                            status: 410,
+                            code: "expired",
+                            message: "the watch fell behind the oldest entry still held".into(),
+                            oldest: Some(oldest),
+                        };
+                        return;
+                    }
+                    Err(e) => {
+                        yield WatchEvent::Error { status: 500, code: "internal", message: e.to_string(), oldest: None };
+                        return;
+                    }
+                };
+                let full = page.len() == PAGE;
+                for it in page {
+                    cursor = it.seq();
+                    let in_time = since.is_none_or(|s| it.ts_ms().is_none_or(|t| t >= s));
+                    if in_time && req.filter.matches(&*it) {
+                        match throttle.as_mut() {
+                            Some(t) => t.put(it),
+                            None => {
+                                let kind = kind_of(&it);
+                                yield WatchEvent::Item { kind, item: it };
+                                heartbeat.reset();
+                            }
+                        }
+                    }
+                    if throttle.is_none() {
+                        delivered = cursor;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            since = None;
+
+            // Live.
+            loop {
+                let wake = tokio::select! {
+                    biased;
+                    _ = req.shutdown.cancelled() => Wake::End,
+                    _ = tokio::time::sleep_until(end) => Wake::End,
+                    r = rx.recv() => match r {
+                        Ok(chunk) => Wake::Chunk(chunk),
+                        Err(RecvError::Lagged(_)) => Wake::Lagged,
+                        Err(RecvError::Closed) => Wake::Closed,
+                    },
+                    _ = flush.tick(), if throttle.is_some() => Wake::Flush,
+                    _ = heartbeat.tick() => Wake::Heartbeat,
+                };
+                match wake {
+                    Wake::Chunk(chunk) => {
+                        for it in chunk.iter() {
+                            if it.seq() <= cursor {
+                                continue;
+                            }
+                            cursor = it.seq();
+                            if req.filter.matches(&**it) {
+                                match throttle.as_mut() {
+                                    Some(t) => t.put(it.clone()),
+                                    None => {
+                                        yield WatchEvent::Item { kind: kind_of(it), item: it.clone() };
+                                        heartbeat.reset();
+                                    }
+                                }
+                            }
+                            if throttle.is_none() {
+                                delivered = cursor;
+                            }
+                        }
+                    }
+                    // Fell behind the shared ring: read what was missed from the store.
+                    Wake::Lagged => continue 'outer,
+                    Wake::Flush => {
+                        if let Some(t) = throttle.as_mut() {
+                            for it in t.take() {
+                                yield WatchEvent::Item { kind: kind_of(&it), item: it };
+                                heartbeat.reset();
+                            }
+                        }
+                        delivered = cursor;
+                    }
+                    Wake::Heartbeat => {
+                        yield WatchEvent::Bookmark { seq: delivered, initial_events_end: false };
+                    }
+                    Wake::End | Wake::Closed => {
+                        if let Some(t) = throttle.as_mut() {
+                            for it in t.take() {
+                                yield WatchEvent::Item { kind: kind_of(&it), item: it };
+                            }
+                            delivered = cursor;
+                        }
+                        yield WatchEvent::Bookmark { seq: delivered, initial_events_end: false };
+                        break 'outer;
+                    }
+                }
+            }
+        }
+    }
+}
