@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use telltale_broker::{Message, Messages, Publisher};
 use telltale_store::{AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
 use telltale_wire::decode::{self, Limits};
-use telltale_wire::msg::{Ack, Status};
+use telltale_wire::msg::{Ack, Presence, Status};
 use telltale_wire::topic::{self, Kind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -246,7 +246,8 @@ impl Ingest {
                 match Status::parse(&msg.payload) {
                     Ok(s) => {
                         tracing::info!(device, state = ?s.state, agent = ?s.agent, "device status");
-                        Ok(())
+                        let p = presence(device, &msg.payload, s, telltale_store::now_ms());
+                        self.writer.send_blocking(WriteOp::Presence(p))
                     }
                     Err(e) => {
                         let device = device.to_owned();
@@ -300,9 +301,74 @@ impl Ingest {
     }
 }
 
+/// What a parsed status message tells the store. Absent and empty labels
+/// look alike once parsed, so: a JSON birth (`online`) states the device's
+/// labels in full (an agent whose labels were removed clears them), while a
+/// Last Will or the bare word `online` keeps the stored ones unless it
+/// carries some. An agent is replaced only when named.
+fn presence(device: &str, payload: &[u8], s: Status, at_ms: i64) -> telltale_store::Presence {
+    let online = s.state == Presence::Online;
+    let birth = online && payload != b"online";
+    telltale_store::Presence {
+        device: device.to_owned(),
+        at_ms,
+        online,
+        agent: s.agent,
+        labels: (birth || !s.labels.is_empty()).then_some(s.labels),
+    }
+}
+
 fn now_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Payload, then the expected online, agent and labels (`None`: keep
+    /// the stored ones).
+    type Case = (
+        &'static [u8],
+        bool,
+        Option<&'static str>,
+        Option<BTreeMap<String, String>>,
+    );
+
+    #[test]
+    fn status_to_presence() {
+        let site = || BTreeMap::from([("site".to_owned(), "north".to_owned())]);
+        let table: &[Case] = &[
+            (
+                br#"{"state":"online","agent":"a/1","labels":{"site":"north"}}"#,
+                true,
+                Some("a/1"),
+                Some(site()),
+            ),
+            (br#"{"state":"online"}"#, true, None, Some(BTreeMap::new())),
+            (b"online", true, None, None),
+            (br#"{"state":"offline"}"#, false, None, None),
+            (b"offline", false, None, None),
+            (
+                br#"{"state":"offline","labels":{"site":"north"}}"#,
+                false,
+                None,
+                Some(site()),
+            ),
+        ];
+        for (payload, online, agent, labels) in table {
+            let s = Status::parse(payload).expect("status parses");
+            let p = presence("d1", payload, s, 7);
+            let what = String::from_utf8_lossy(payload);
+            assert_eq!(p.device, "d1");
+            assert_eq!(p.at_ms, 7);
+            assert_eq!(p.online, *online, "{what}");
+            assert_eq!(p.agent.as_deref(), *agent, "{what}");
+            assert_eq!(&p.labels, labels, "{what}");
+        }
+    }
 }

@@ -1,11 +1,18 @@
 //! The only crate that knows SQLite. It owns the hub's database (the readings
-//! ring log with its per-collection sequence and store epoch, interned device
-//! and metric names, idempotent batches, rejects) and the edge agent's
-//! outbox, with their schema migrations.
+//! ring log, the read model of the state collections, the store epoch,
+//! interned device and metric names, idempotent batches, rejects) and the
+//! edge agent's outbox, with their schema migrations.
 //!
-//! Writes go through one writer thread ([`writer`]) that commits in groups;
-//! reads open their own connections ([`Reader`]). This crate never talks MQTT
-//! or HTTP and never decides what is valid: it stores what it is given.
+//! The watch API's three stored collections live here, each with its own
+//! sequence (a resourceVersion is the store epoch plus one of them): the
+//! readings log (`readings`, a ring), the newest reading per device and
+//! metric (`latest`) and the devices with their presence, seen times, agent
+//! and labels (`devices`).
+//!
+//! Writes go through one writer thread ([`writer`]) that commits in groups
+//! and then publishes what changed ([`Committed`]); reads open their own
+//! connections ([`Reader`]). This crate never talks MQTT or HTTP and never
+//! decides what is valid: it stores what it is given.
 
 pub mod config;
 pub mod outbox;
@@ -14,8 +21,10 @@ mod schema;
 pub mod writer;
 
 pub use config::{Retention, StoreConfig, Synchronous};
-pub use reader::{Reader, RejectRow, StoredReading, StoredValue};
-pub use writer::{AckOut, Committed, IncomingBatch, Reject, StoreStats, WriteOp, WriterHandle};
+pub use reader::{DeviceRow, LatestRow, Reader, RejectRow, StoredReading, StoredValue};
+pub use writer::{
+    AckOut, Committed, IncomingBatch, Presence, Reject, StoreStats, WriteOp, WriterHandle,
+};
 
 use std::path::PathBuf;
 

@@ -1,10 +1,17 @@
 //! Read-only access: a connection of its own, so reads never wait on the
 //! writer (WAL lets them run side by side).
+//!
+//! It serves the three collections of the watch API: the readings log
+//! (`readings_*`), the latest reading per device and metric (`latest_*`) and
+//! the devices (`device*`), each with its own sequence ([`Reader::collection_seqs`]).
+//! Every answer is owned rows; names are `Arc<str>` like the rows the writer
+//! publishes in [`crate::Committed`].
 
 use crate::schema;
 use crate::StoreError;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 pub use telltale_wire::decode::Value as StoredValue;
@@ -20,6 +27,48 @@ pub struct StoredReading {
     pub metric: Arc<str>,
     pub unit: Option<Arc<str>>,
     pub value: StoredValue,
+}
+
+/// The newest reading of one (device, metric): an item of the latest
+/// collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestRow {
+    /// Sequence number in the latest collection: the last change of this row.
+    pub seq: u64,
+    /// Device id.
+    pub device: Arc<str>,
+    /// Metric name.
+    pub metric: Arc<str>,
+    /// Unit of the reading, if it had one.
+    pub unit: Option<Arc<str>>,
+    /// The value (kept here: the ring may since have deleted the reading).
+    pub value: StoredValue,
+    /// Time of the reading, ms since the epoch (the device's clock).
+    pub ts_ms: i64,
+    /// Seq of the reading in the readings collection.
+    pub reading_seq: u64,
+}
+
+/// A device: an item of the devices collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Sequence number in the devices collection: the last change of this row.
+    pub seq: u64,
+    /// Device id (the `{id}` in its topics).
+    pub id: Arc<str>,
+    /// From the device's last status message; `None` when it never sent one.
+    pub online: Option<bool>,
+    /// Hub time (ms since the epoch) of the commit that last stored a message
+    /// from it. Written at every commit, but only a change of it by more than
+    /// 10 s makes a new `seq` (see [`crate::writer`]).
+    pub last_seen_ms: Option<i64>,
+    /// Hub time of the first message seen from it; `None` for a device known
+    /// before presence was tracked (schema version 2) that has not talked since.
+    pub first_seen_ms: Option<i64>,
+    /// Agent name and version from its last status that named one.
+    pub agent: Option<String>,
+    /// Labels from its last status that carried them.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A kept reject.
@@ -52,6 +101,26 @@ impl Reader {
         Ok(Reader { conn })
     }
 
+    /// Runs `f` in one read transaction: every query in it sees the same
+    /// committed state, even while the writer commits. A state list and the
+    /// resourceVersion it is consistent with are read this way, e.g.
+    /// `r.snapshot(|r| Ok((r.latest_all()?, r.collection_seqs()?.1)))`;
+    /// read one after the other outside it, a commit in between would make
+    /// the version disagree with the list. Nested calls share the outer
+    /// transaction.
+    pub fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if !self.conn.is_autocommit() {
+            return f(self);
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(self)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// The store's epoch.
     pub fn epoch(&self) -> Result<String, StoreError> {
         Ok(schema::meta_get(&self.conn, "epoch")?.unwrap_or_default())
@@ -81,31 +150,157 @@ impl Reader {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredReading>, StoreError> {
+        self.readings_between(after, u64::MAX, limit)
+    }
+
+    /// Up to `limit` readings with seq in `(after, upto]`, in seq order: a
+    /// page of the log up to a resourceVersion fixed when the request began.
+    pub fn readings_between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredReading>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT r.seq, r.ts, d.name, m.name, u.name, r.v
              FROM readings r
              JOIN devices d ON d.id = r.device
              JOIN names m ON m.id = r.metric
              LEFT JOIN names u ON u.id = r.unit
-             WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
+             WHERE r.seq > ?1 AND r.seq <= ?2 ORDER BY r.seq LIMIT ?3",
         )?;
-        let rows = q.query_map([after as i64, limit as i64], |r| {
-            let value = match r.get_ref(5)? {
-                ValueRef::Real(x) => StoredValue::Num(x),
-                ValueRef::Integer(i) => StoredValue::Bool(i != 0),
-                ValueRef::Text(t) => StoredValue::Str(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => StoredValue::Data(b.to_vec()),
-                ValueRef::Null => StoredValue::Num(f64::NAN),
-            };
+        let rows = q.query_map([sql_u64(after), sql_u64(upto), sql_limit(limit)], |r| {
             Ok(StoredReading {
                 seq: r.get::<_, i64>(0)? as u64,
                 ts_ms: r.get(1)?,
                 device: r.get::<_, String>(2)?.into(),
                 metric: r.get::<_, String>(3)?.into(),
                 unit: r.get::<_, Option<String>>(4)?.map(Into::into),
-                value,
+                value: stored_value(r.get_ref(5)?),
             })
         })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The seq of the first reading whose time stamp is at or after `ts_ms`,
+    /// or `None` when no reading is that recent: where a replay "since" a
+    /// time starts.
+    ///
+    /// A binary search over seq with point lookups (about log2(rows) of them;
+    /// there is deliberately no index on time, which would slow ingest). It
+    /// assumes the log is ordered by time, which it is only roughly: seq
+    /// follows arrival at the hub while time stamps come from the devices'
+    /// clocks, and outbox flushes deliver old readings late. So the answer is
+    /// approximate when clocks disagree or late batches sit in the log; the
+    /// caller reads from here and filters by `ts_ms` itself.
+    pub fn first_seq_at_or_after_time(&self, ts_ms: i64) -> Result<Option<u64>, StoreError> {
+        self.snapshot(|r| r.search_time(ts_ms))
+    }
+
+    /// [`Reader::first_seq_at_or_after_time`], within one snapshot.
+    fn search_time(&self, ts_ms: i64) -> Result<Option<u64>, StoreError> {
+        let Some((oldest, newest)) = self.seq_range()? else {
+            return Ok(None);
+        };
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT seq, ts FROM readings WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+        // The first reading at or above seq `x` (the ring may leave gaps only
+        // below its oldest, but do not rely on the log being dense).
+        let mut at = |x: u64| -> Result<(u64, i64), StoreError> {
+            let found: Option<(i64, i64)> = q
+                .query_row([sql_u64(x)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            // `x` never exceeds the newest seq of this snapshot, so a row
+            // exists; should it not, the newest bound stands in.
+            Ok(found.map_or((newest, i64::MAX), |(s, t)| (s as u64, t)))
+        };
+        if at(newest)?.1 < ts_ms {
+            return Ok(None);
+        }
+        // Smallest x in [oldest, newest] whose first reading at or above it
+        // is recent enough.
+        let (mut lo, mut hi) = (oldest, newest);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (seq, ts) = at(mid)?;
+            if ts >= ts_ms {
+                hi = mid;
+            } else {
+                // Every x in [mid, seq] finds the same reading.
+                lo = (seq + 1).min(hi);
+            }
+        }
+        Ok(Some(at(lo)?.0))
+    }
+
+    /// The seq of the oldest reading held; when the log is empty, the seq the
+    /// next reading will get. A resume point `after` has lost readings to
+    /// the ring exactly when `after + 1 < oldest_reading_seq()`.
+    pub fn oldest_reading_seq(&self) -> Result<u64, StoreError> {
+        let oldest: Option<i64> =
+            self.conn
+                .query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
+        match oldest {
+            Some(s) => Ok(s as u64),
+            None => Ok(schema::meta_seq(&self.conn, "readings_seq")? + 1),
+        }
+    }
+
+    /// The last seq of each collection: `(readings, latest, devices)`, from
+    /// meta, which the writer updates in the same transaction as the rows.
+    /// Read it in the same [`Reader::snapshot`] as the list it versions.
+    pub fn collection_seqs(&self) -> Result<(u64, u64, u64), StoreError> {
+        Ok((
+            schema::meta_seq(&self.conn, "readings_seq")?,
+            schema::meta_seq(&self.conn, "latest_seq")?,
+            schema::meta_seq(&self.conn, "devices_seq")?,
+        ))
+    }
+
+    /// Every latest row, ordered by device id, then metric name.
+    pub fn latest_all(&self) -> Result<Vec<LatestRow>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached(&format!("{LATEST_SELECT} ORDER BY d.name, m.name"))?;
+        let rows = q.query_map([], latest_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` latest rows changed after `seq`, in seq order.
+    pub fn latest_after(&self, seq: u64, limit: usize) -> Result<Vec<LatestRow>, StoreError> {
+        let mut q = self.conn.prepare_cached(&format!(
+            "{LATEST_SELECT} WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2"
+        ))?;
+        let rows = q.query_map([sql_u64(seq), sql_limit(limit)], latest_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every device, ordered by id.
+    pub fn devices_all(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached(&format!("{DEVICE_SELECT} ORDER BY name"))?;
+        let rows = q.query_map([], device_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One device by id.
+    pub fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached(&format!("{DEVICE_SELECT} WHERE name = ?1"))?;
+        Ok(q.query_row([id], device_row).optional()?)
+    }
+
+    /// Up to `limit` devices changed after `seq`, in seq order. A device
+    /// changes when it is new, when its presence, agent or labels change, or
+    /// when its `last_seen` moved more than 10 s; see [`crate::Committed::devices`].
+    pub fn devices_after(&self, seq: u64, limit: usize) -> Result<Vec<DeviceRow>, StoreError> {
+        let mut q = self.conn.prepare_cached(&format!(
+            "{DEVICE_SELECT} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let rows = q.query_map([sql_u64(seq), sql_limit(limit)], device_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -138,4 +333,69 @@ impl Reader {
         let rows = q.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+const LATEST_SELECT: &str = "SELECT l.seq, d.name, m.name, u.name, l.v, l.ts, l.reading
+     FROM latest l
+     JOIN devices d ON d.id = l.device
+     JOIN names m ON m.id = l.metric
+     LEFT JOIN names u ON u.id = l.unit";
+
+fn latest_row(r: &Row<'_>) -> rusqlite::Result<LatestRow> {
+    Ok(LatestRow {
+        seq: r.get::<_, i64>(0)? as u64,
+        device: r.get::<_, String>(1)?.into(),
+        metric: r.get::<_, String>(2)?.into(),
+        unit: r.get::<_, Option<String>>(3)?.map(Into::into),
+        value: stored_value(r.get_ref(4)?),
+        ts_ms: r.get(5)?,
+        reading_seq: r.get::<_, i64>(6)? as u64,
+    })
+}
+
+const DEVICE_SELECT: &str =
+    "SELECT seq, name, online, last_seen, first_seen, agent, labels FROM devices";
+
+fn device_row(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
+    let labels = match r.get_ref(6)? {
+        ValueRef::Null => BTreeMap::new(),
+        v => parse_labels(v.as_str()?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, v.data_type(), Box::new(e))
+        })?,
+    };
+    Ok(DeviceRow {
+        seq: r.get::<_, i64>(0)? as u64,
+        id: r.get::<_, String>(1)?.into(),
+        online: r.get::<_, Option<bool>>(2)?,
+        last_seen_ms: r.get(3)?,
+        first_seen_ms: r.get(4)?,
+        agent: r.get(5)?,
+        labels,
+    })
+}
+
+/// Labels as stored: a JSON object of strings.
+pub(crate) fn parse_labels(json: &str) -> Result<BTreeMap<String, String>, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
+/// A stored value back in its type (see the `v` column in the schema).
+pub(crate) fn stored_value(v: ValueRef<'_>) -> StoredValue {
+    match v {
+        ValueRef::Real(x) => StoredValue::Num(x),
+        ValueRef::Integer(i) => StoredValue::Bool(i != 0),
+        ValueRef::Text(t) => StoredValue::Str(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => StoredValue::Data(b.to_vec()),
+        ValueRef::Null => StoredValue::Num(f64::NAN),
+    }
+}
+
+/// A seq as SQLite's integer; beyond `i64::MAX` means "no bound".
+fn sql_u64(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
+/// A row limit as SQLite's integer.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }

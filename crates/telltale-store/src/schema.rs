@@ -1,5 +1,9 @@
 //! Schema and its versioned migrations (`PRAGMA user_version`). A migration
 //! is only ever appended; a database newer than this build is refused.
+//!
+//! Version 1: the readings log, interned names, batches, rejects. Version 2:
+//! the `latest` table and presence columns on `devices` (the state
+//! collections of the watch API), filled from the log on upgrade.
 
 use crate::config::Synchronous;
 use crate::StoreError;
@@ -47,6 +51,64 @@ const HUB_MIGRATIONS: &[&str] = &[
         payload BLOB NOT NULL
     );
     CREATE TABLE reject_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    ",
+    // 2: the read model of the watch routes: the latest collection (newest
+    // reading per device and metric) and the devices collection (presence,
+    // seen times, agent, labels), each with its own sequence.
+    "
+    -- seq is the latest collection's sequence (meta.latest_seq, never reused);
+    -- reading is the seq of the reading the row was taken from (the ring may
+    -- have deleted that reading since: the row keeps its own copy of the value).
+    CREATE TABLE latest (
+        device INTEGER NOT NULL,
+        metric INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        unit INTEGER,
+        v,
+        reading INTEGER NOT NULL,
+        PRIMARY KEY (device, metric)
+    ) WITHOUT ROWID;
+    CREATE INDEX latest_by_seq ON latest(seq);
+    -- seq is the devices collection's sequence (meta.devices_seq, never reused).
+    -- It moves when a device is new, when its presence, agent or labels change,
+    -- or when last_seen is more than 10 s past its value at the last move (so
+    -- a device reporting every second makes about one event per 10 s);
+    -- last_seen itself is written at every commit the device had a message in.
+    -- online: 1 online, 0 offline, NULL never sent a status. last_seen and
+    -- first_seen: hub time (ms) of the last and first message from the device.
+    -- labels: a JSON object of strings, NULL for none.
+    ALTER TABLE devices ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN online INTEGER;
+    ALTER TABLE devices ADD COLUMN last_seen INTEGER;
+    ALTER TABLE devices ADD COLUMN first_seen INTEGER;
+    ALTER TABLE devices ADD COLUMN agent TEXT;
+    ALTER TABLE devices ADD COLUMN labels TEXT;
+    CREATE INDEX devices_by_seq ON devices(seq);
+
+    -- An existing database: the newest reading per (device, metric) still in
+    -- the log becomes its latest row, numbered in reading order (newest by
+    -- time stamp, ties to the higher seq: the writer's rule).
+    INSERT INTO latest(device, metric, seq, ts, unit, v, reading)
+    SELECT device, metric, row_number() OVER (ORDER BY reading), ts, unit, v, reading
+    FROM (
+        SELECT device, metric, ts, unit, v, seq AS reading,
+               row_number() OVER (PARTITION BY device, metric ORDER BY ts DESC, seq DESC) AS rn
+        FROM readings
+    )
+    WHERE rn = 1;
+    INSERT INTO meta(key, value) SELECT 'latest_seq', CAST(count(*) AS TEXT) FROM latest;
+    -- Every known device enters the devices collection once; its last_seen is
+    -- the newest time stamp among its readings (a device clock, so never
+    -- later than now), first_seen stays unknown (NULL) until it next talks.
+    UPDATE devices SET
+        seq = id,
+        last_seen = min(
+            (SELECT max(ts) FROM latest WHERE latest.device = devices.id),
+            CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        );
+    INSERT INTO meta(key, value)
+    SELECT 'devices_seq', CAST(coalesce(max(seq), 0) AS TEXT) FROM devices;
     ",
 ];
 
@@ -129,4 +191,11 @@ pub(crate) fn epoch(conn: &Connection) -> Result<String, StoreError> {
     let e = format!("{:08x}", rand::random::<u32>());
     meta_set(conn, "epoch", &e)?;
     Ok(e)
+}
+
+/// Reads a collection's high-water mark from meta (0 when absent).
+pub(crate) fn meta_seq(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+    Ok(meta_get(conn, key)?
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0))
 }

@@ -5,15 +5,31 @@
 //! After each commit it sends the acks that became true and publishes the
 //! committed readings to subscribers. A batch that is not committed is never
 //! acknowledged, so a sender that waits for the ack loses nothing.
+//!
+//! Each group also keeps the read model of the state collections up to date,
+//! at its end and in the same transaction, so the three collections never
+//! disagree about what is committed:
+//!
+//! - **latest**: per (device, metric) the newest reading of the group (by
+//!   time stamp, ties to the higher reading seq) is upserted once, and only
+//!   over an older stored row: a late batch from an outbox flush cannot
+//!   replace a newer value. Each row that changed takes the next latest seq.
+//! - **devices**: every device that sent anything in the group (readings,
+//!   a reject, a status) gets `last_seen` = commit time. Its devices seq moves
+//!   (the device "changes") when it is new, when its presence, agent or
+//!   labels changed, or when the `last_seen` watchers last saw is more than
+//!   [`SEEN_EVENT_MS`] old. So a device reporting every second makes about
+//!   one devices event per 10 s, not one per commit, while `last_seen` in the
+//!   table (and in every list) stays exact to the commit.
 
 use crate::config::StoreConfig;
-use crate::reader::StoredReading;
+use crate::reader::{DeviceRow, LatestRow, StoredReading};
 use crate::schema::{self, Kind};
 use crate::{now_ms, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -53,11 +69,33 @@ pub struct Reject {
     pub batch: Option<BatchId>,
 }
 
+/// A device's status message (its birth, a later status, or its Last Will),
+/// for the devices collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// Device id (from the topic, already checked).
+    pub device: String,
+    /// When the hub received the status (ms since the epoch). The device's
+    /// `last_seen` is the commit time like for any other message; this is
+    /// kept for the writer's log line.
+    pub at_ms: i64,
+    /// Online (birth) or offline (Last Will, clean disconnect).
+    pub online: bool,
+    /// Agent name and version: replaces the stored one when `Some`, keeps it
+    /// when `None`.
+    pub agent: Option<String>,
+    /// Labels: replace the stored set when `Some` (an empty map clears them),
+    /// keep it when `None` (a Last Will carries none).
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
 /// What the writer is asked to do.
 #[derive(Debug)]
 pub enum WriteOp {
     Batch(IncomingBatch),
     Reject(Reject),
+    /// A status message: updates the device's presence, agent and labels.
+    Presence(Presence),
     /// Commit what is pending now, then answer with the last reading seq.
     Sync(oneshot::Sender<u64>),
 }
@@ -70,13 +108,28 @@ pub struct AckOut {
     pub upto: u64,
 }
 
-/// What one commit made durable, for watchers and rules.
+/// What one commit made durable, for watchers and rules. Sent only for a
+/// commit that changed at least one collection, and only filled while
+/// someone subscribes.
 #[derive(Debug)]
 pub struct Committed {
     /// The readings committed, in seq order (empty when nobody subscribes).
     pub readings: Vec<StoredReading>,
     /// Last reading seq after this commit.
     pub last_seq: u64,
+    /// The latest rows this commit changed, in latest seq order.
+    pub latest: Vec<LatestRow>,
+    /// Last latest seq after this commit.
+    pub latest_seq: u64,
+    /// The devices this commit changed, in devices seq order. A device
+    /// changes when it is new, when its presence, agent or labels change, or
+    /// when its `last_seen` has moved more than [`SEEN_EVENT_MS`] (10 s) past
+    /// the value last published for it: a device reporting every second makes
+    /// about one devices event per 10 s, not one per commit. The table's
+    /// `last_seen` is still written at every commit it had a message in.
+    pub devices: Vec<DeviceRow>,
+    /// Last devices seq after this commit.
+    pub devices_seq: u64,
 }
 
 /// Counters the writer keeps, read by benchmarks and metrics.
@@ -98,6 +151,10 @@ pub struct StoreStats {
     pub commit_micros: AtomicU64,
     /// Last reading seq committed.
     pub last_seq: AtomicU64,
+    /// Last latest seq committed.
+    pub latest_seq: AtomicU64,
+    /// Last devices seq committed.
+    pub devices_seq: AtomicU64,
     /// Oldest reading seq held.
     pub oldest_seq: AtomicU64,
     /// When the last commit finished (ms since the epoch).
@@ -136,8 +193,9 @@ impl WriterHandle {
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 
-    /// Committed readings as they happen. A receiver that lags misses
-    /// commits (`RecvError::Lagged`) and must read them from the store.
+    /// Committed changes (readings, latest rows, devices) as they happen. A
+    /// receiver that lags misses commits (`RecvError::Lagged`) and must read
+    /// them from the store.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.events.subscribe()
     }
@@ -158,13 +216,14 @@ pub fn start(
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let conn = schema::open(path, Kind::Hub, config.synchronous)?;
     let epoch: Arc<str> = schema::epoch(&conn)?.into();
-    let next_seq = schema::meta_get(&conn, "readings_seq")?
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0)
-        + 1;
+    let next_seq = schema::meta_seq(&conn, "readings_seq")? + 1;
+    let next_latest_seq = schema::meta_seq(&conn, "latest_seq")? + 1;
+    let next_devices_seq = schema::meta_seq(&conn, "devices_seq")? + 1;
     let oldest: Option<u64> = conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
     let stats = Arc::new(StoreStats::default());
     stats.last_seq.store(next_seq - 1, Relaxed);
+    stats.latest_seq.store(next_latest_seq - 1, Relaxed);
+    stats.devices_seq.store(next_devices_seq - 1, Relaxed);
     stats.oldest_seq.store(oldest.unwrap_or(next_seq), Relaxed);
     let (tx, rx) = flume::bounded(config.queue_batches.max(1));
     let (events, _) = broadcast::channel(1024);
@@ -173,8 +232,11 @@ pub fn start(
         state: State {
             config,
             next_seq,
+            next_latest_seq,
+            next_devices_seq,
             oldest_seq: oldest.unwrap_or(next_seq),
             devices: HashMap::default(),
+            presence: HashMap::default(),
             names: HashMap::default(),
             outboxes: HashMap::default(),
             stats: stats.clone(),
@@ -210,10 +272,17 @@ struct State {
     config: StoreConfig,
     /// Seq the next reading gets.
     next_seq: u64,
+    /// Seq the next change of a latest row gets (`meta.latest_seq` + 1).
+    next_latest_seq: u64,
+    /// Seq the next change of a device gets (`meta.devices_seq` + 1).
+    next_devices_seq: u64,
     /// Oldest seq still in the log.
     oldest_seq: u64,
     /// Interned device names: name → (id, shared name).
     devices: HashMap<String, (i64, Arc<str>)>,
+    /// The devices collection's view of each device met so far, by id,
+    /// loaded on first use (one query per device, not per message).
+    presence: HashMap<i64, DeviceState>,
     /// Interned metric and unit names.
     names: HashMap<String, (i64, Arc<str>)>,
     /// Idempotency state per (device id, outbox).
@@ -232,6 +301,59 @@ struct OutboxState {
     dirty: bool,
 }
 
+/// A device as the devices collection sees it (the writer's copy of its row).
+#[derive(Debug)]
+struct DeviceState {
+    /// Device id.
+    name: Arc<str>,
+    /// Its seq in the devices collection (0: not yet in it).
+    seq: u64,
+    /// Presence from its last status; `None` when it never sent one.
+    online: Option<bool>,
+    /// Hub time of the last commit with a message from it.
+    last_seen: Option<i64>,
+    /// Hub time of the first commit with a message from it.
+    first_seen: Option<i64>,
+    /// Agent from its last status that named one.
+    agent: Option<String>,
+    /// Labels from its last status that carried them.
+    labels: BTreeMap<String, String>,
+    /// `last_seen` as of the device's last change of seq: what watchers saw.
+    evented_seen: Option<i64>,
+    /// Presence, agent or labels changed in the current group.
+    changed: bool,
+}
+
+impl DeviceState {
+    fn row(&self) -> DeviceRow {
+        DeviceRow {
+            seq: self.seq,
+            id: self.name.clone(),
+            online: self.online,
+            last_seen_ms: self.last_seen,
+            first_seen_ms: self.first_seen,
+            agent: self.agent.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// The newest reading of one (device, metric) in the current group.
+struct Candidate {
+    ts: i64,
+    /// Its seq in the readings collection.
+    reading: u64,
+    device: Arc<str>,
+    metric: Arc<str>,
+    unit: Option<(i64, Arc<str>)>,
+    value: Value,
+}
+
+/// A device's `last_seen` alone makes it change (a devices event) only once
+/// it has moved this far (ms) from the value watchers last saw: a device
+/// reporting every second produces about one devices event per 10 s.
+pub const SEEN_EVENT_MS: i64 = 10_000;
+
 /// How long the writer sleeps when its queue is empty within a group.
 const POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -246,6 +368,15 @@ struct Group {
     acks: HashMap<(i64, u64), String>,
     readings: Vec<StoredReading>,
     syncs: Vec<oneshot::Sender<u64>>,
+    /// Devices that sent anything in this group: id → name.
+    seen: HashMap<i64, Arc<str>>,
+    /// The newest reading per (device id, metric id) in this group.
+    latest: HashMap<(i64, i64), Candidate>,
+    /// Latest rows changed at the end of the group (only when someone
+    /// subscribes).
+    latest_rows: Vec<LatestRow>,
+    /// Devices changed at the end of the group (only when someone subscribes).
+    device_rows: Vec<DeviceRow>,
 }
 
 impl Writer {
@@ -297,6 +428,10 @@ impl Writer {
                         }
                     }
                 }
+                let now = now_ms();
+                self.state.flush_latest(&tx, &mut group, want_events)?;
+                self.state
+                    .flush_devices(&tx, &mut group, want_events, now)?;
                 self.state.retention(&tx, group.rows as u64)?;
                 self.state.flush_outboxes(&tx)?;
                 schema::meta_set(&tx, "readings_seq", &(self.state.next_seq - 1).to_string())?;
@@ -313,6 +448,9 @@ impl Writer {
                     s.commits.fetch_add(1, Relaxed);
                     s.readings.fetch_add(group.rows as u64, Relaxed);
                     s.last_seq.store(self.state.next_seq - 1, Relaxed);
+                    s.latest_seq.store(self.state.next_latest_seq - 1, Relaxed);
+                    s.devices_seq
+                        .store(self.state.next_devices_seq - 1, Relaxed);
                     s.oldest_seq.store(self.state.oldest_seq, Relaxed);
                     s.last_commit_ms.store(now_ms(), Relaxed);
                     if !group.acks.is_empty() {
@@ -331,10 +469,18 @@ impl Writer {
                             .collect();
                         let _ = self.acks.send(acks);
                     }
-                    if want_events && !group.readings.is_empty() {
+                    if want_events
+                        && !(group.readings.is_empty()
+                            && group.latest_rows.is_empty()
+                            && group.device_rows.is_empty())
+                    {
                         let _ = self.events.send(Arc::new(Committed {
                             readings: group.readings,
                             last_seq: self.state.next_seq - 1,
+                            latest: group.latest_rows,
+                            latest_seq: self.state.next_latest_seq - 1,
+                            devices: group.device_rows,
+                            devices_seq: self.state.next_devices_seq - 1,
                         }));
                     }
                     for w in group.syncs {
@@ -389,6 +535,7 @@ impl State {
         match op {
             WriteOp::Batch(b) => self.batch(tx, b, group, want_events),
             WriteOp::Reject(r) => self.reject(tx, r, group),
+            WriteOp::Presence(p) => self.presence(tx, p, group),
             WriteOp::Sync(w) => {
                 group.syncs.push(w);
                 Ok(())
@@ -404,6 +551,8 @@ impl State {
         want_events: bool,
     ) -> Result<(), StoreError> {
         let (dev, dev_name) = intern(tx, &mut self.devices, "devices", &b.device)?;
+        // Even a duplicate is a message from the device.
+        group.seen.entry(dev).or_insert_with(|| dev_name.clone());
         if let Some(id) = b.batch {
             if !self.claim(tx, dev, &b.device, id, group)? {
                 self.stats.duplicate_batches.fetch_add(1, Relaxed);
@@ -431,7 +580,21 @@ impl State {
             ])?;
             self.next_seq += 1;
             group.rows += 1;
+            // The group's newest reading of this (device, metric): later in
+            // the group wins a tie, as it has the higher seq.
+            let newer = group.latest.get(&(dev, metric)).is_none_or(|c| ts >= c.ts);
             if want_events {
+                if newer {
+                    let c = Candidate {
+                        ts,
+                        reading: seq,
+                        device: dev_name.clone(),
+                        metric: metric_name.clone(),
+                        unit: unit.clone(),
+                        value: r.value.clone(),
+                    };
+                    group.latest.insert((dev, metric), c);
+                }
                 group.readings.push(StoredReading {
                     seq,
                     ts_ms: ts,
@@ -440,6 +603,16 @@ impl State {
                     unit: unit.map(|u| u.1),
                     value: r.value,
                 });
+            } else if newer {
+                let c = Candidate {
+                    ts,
+                    reading: seq,
+                    device: dev_name.clone(),
+                    metric: metric_name,
+                    unit,
+                    value: r.value,
+                };
+                group.latest.insert((dev, metric), c);
             }
         }
         Ok(())
@@ -547,11 +720,15 @@ impl State {
         // A refused batch is answered too: acknowledged as handled, so its
         // sender moves on instead of resending it forever. A second copy is
         // not kept again.
-        if let (Some(device), Some(id)) = (&r.device, r.batch) {
-            let (dev, _) = intern(tx, &mut self.devices, "devices", device)?;
-            if !self.claim(tx, dev, device, id, group)? {
-                self.stats.duplicate_batches.fetch_add(1, Relaxed);
-                return Ok(());
+        // A device that sends garbage is still seen (its topic named it).
+        if let Some(device) = &r.device {
+            let (dev, name) = intern(tx, &mut self.devices, "devices", device)?;
+            group.seen.entry(dev).or_insert(name);
+            if let Some(id) = r.batch {
+                if !self.claim(tx, dev, device, id, group)? {
+                    self.stats.duplicate_batches.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
             }
         }
         let keep = r.payload.len().min(self.config.reject_payload_bytes);
@@ -577,6 +754,169 @@ impl State {
         )?
         .execute([r.kind])?;
         self.stats.rejects.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// A status message: presence, and agent and labels when it carries
+    /// them. The devices seq moves at the end of the group.
+    fn presence(
+        &mut self,
+        tx: &Connection,
+        p: Presence,
+        group: &mut Group,
+    ) -> Result<(), StoreError> {
+        let (dev, name) = intern(tx, &mut self.devices, "devices", &p.device)?;
+        group.seen.entry(dev).or_insert_with(|| name.clone());
+        let st = device_state(&mut self.presence, tx, dev, &name)?;
+        if st.online != Some(p.online) {
+            st.online = Some(p.online);
+            st.changed = true;
+        }
+        if let Some(agent) = p.agent {
+            if st.agent.as_ref() != Some(&agent) {
+                st.agent = Some(agent);
+                st.changed = true;
+            }
+        }
+        if let Some(labels) = p.labels {
+            if st.labels != labels {
+                st.labels = labels;
+                st.changed = true;
+            }
+        }
+        tracing::debug!(
+            device = p.device,
+            online = p.online,
+            at_ms = p.at_ms,
+            changed = st.changed,
+            "presence"
+        );
+        Ok(())
+    }
+
+    /// Writes the group's newest reading per (device, metric) into `latest`,
+    /// one upsert per key, each only over an older row (by time stamp; a tie
+    /// goes to the new reading, whose seq is higher). A row that changed
+    /// takes the next latest seq.
+    fn flush_latest(
+        &mut self,
+        tx: &Connection,
+        group: &mut Group,
+        want_events: bool,
+    ) -> Result<(), StoreError> {
+        if group.latest.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<_> = group.latest.drain().collect();
+        // Latest seqs follow reading seqs: deterministic, and the order a
+        // replay of the log would give.
+        keys.sort_unstable_by_key(|(_, c)| c.reading);
+        let mut up = tx.prepare_cached(
+            "INSERT INTO latest(device, metric, seq, ts, unit, v, reading)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(device, metric) DO UPDATE SET
+                 seq = excluded.seq, ts = excluded.ts, unit = excluded.unit,
+                 v = excluded.v, reading = excluded.reading
+             WHERE excluded.ts >= latest.ts",
+        )?;
+        let before = self.next_latest_seq;
+        for ((dev, metric), c) in keys {
+            let seq = self.next_latest_seq;
+            let changed = up.execute(params![
+                dev,
+                metric,
+                seq as i64,
+                c.ts,
+                c.unit.as_ref().map(|u| u.0),
+                value_sql(&c.value),
+                c.reading as i64
+            ])?;
+            if changed == 0 {
+                continue;
+            }
+            self.next_latest_seq += 1;
+            if want_events {
+                group.latest_rows.push(LatestRow {
+                    seq,
+                    device: c.device,
+                    metric: c.metric,
+                    unit: c.unit.map(|u| u.1),
+                    value: c.value,
+                    ts_ms: c.ts,
+                    reading_seq: c.reading,
+                });
+            }
+        }
+        if self.next_latest_seq != before {
+            schema::meta_set(tx, "latest_seq", &(self.next_latest_seq - 1).to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Stamps every device seen in the group with `now` and moves the devices
+    /// seq of those that changed: new, presence/agent/labels changed, or a
+    /// `last_seen` more than [`SEEN_EVENT_MS`] past what watchers last saw.
+    /// One statement per device seen, never per message.
+    fn flush_devices(
+        &mut self,
+        tx: &Connection,
+        group: &mut Group,
+        want_events: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if group.seen.is_empty() {
+            return Ok(());
+        }
+        let mut seen: Vec<_> = group.seen.drain().collect();
+        seen.sort_unstable_by_key(|(dev, _)| *dev);
+        let before = self.next_devices_seq;
+        for (dev, name) in seen {
+            let st = device_state(&mut self.presence, tx, dev, &name)?;
+            st.last_seen = Some(now);
+            if st.first_seen.is_none() {
+                st.first_seen = Some(now);
+                st.changed = true;
+            }
+            // A hub clock that went back counts as stale too.
+            let stale = st
+                .evented_seen
+                .is_none_or(|e| now - e > SEEN_EVENT_MS || e > now);
+            if !(st.changed || stale || st.seq == 0) {
+                tx.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE id = ?1")?
+                    .execute(params![dev, now])?;
+                continue;
+            }
+            st.seq = self.next_devices_seq;
+            self.next_devices_seq += 1;
+            st.evented_seen = Some(now);
+            st.changed = false;
+            let labels = if st.labels.is_empty() {
+                None
+            } else {
+                // A map of strings always serializes.
+                serde_json::to_string(&st.labels).ok()
+            };
+            tx.prepare_cached(
+                "UPDATE devices SET seq = ?2, online = ?3, last_seen = ?4, first_seen = ?5,
+                     agent = ?6, labels = ?7
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                dev,
+                st.seq as i64,
+                st.online,
+                st.last_seen,
+                st.first_seen,
+                st.agent,
+                labels
+            ])?;
+            if want_events {
+                group.device_rows.push(st.row());
+            }
+        }
+        if self.next_devices_seq != before {
+            schema::meta_set(tx, "devices_seq", &(self.next_devices_seq - 1).to_string())?;
+        }
         Ok(())
     }
 
@@ -640,10 +980,10 @@ impl State {
         self.devices.clear();
         self.names.clear();
         self.outboxes.clear();
-        self.next_seq = schema::meta_get(conn, "readings_seq")?
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
+        self.presence.clear();
+        self.next_seq = schema::meta_seq(conn, "readings_seq")? + 1;
+        self.next_latest_seq = schema::meta_seq(conn, "latest_seq")? + 1;
+        self.next_devices_seq = schema::meta_seq(conn, "devices_seq")? + 1;
         let oldest: Option<u64> =
             conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
         self.oldest_seq = oldest.unwrap_or(self.next_seq);
@@ -684,4 +1024,55 @@ fn intern(
     let shared: Arc<str> = name.into();
     cache.insert(name.to_owned(), (id, shared.clone()));
     Ok((id, shared))
+}
+
+/// The writer's copy of a device's row, read from the database on first use.
+fn device_state<'a>(
+    cache: &'a mut HashMap<i64, DeviceState>,
+    tx: &Connection,
+    dev: i64,
+    name: &Arc<str>,
+) -> Result<&'a mut DeviceState, StoreError> {
+    use std::collections::hash_map::Entry;
+    match cache.entry(dev) {
+        Entry::Occupied(e) => Ok(e.into_mut()),
+        Entry::Vacant(e) => {
+            let (seq, online, last_seen, first_seen, agent, labels) = tx
+                .prepare_cached(
+                    "SELECT seq, online, last_seen, first_seen, agent, labels
+                     FROM devices WHERE id = ?1",
+                )?
+                .query_row([dev], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<bool>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })?;
+            let labels = match labels.as_deref().map(crate::reader::parse_labels) {
+                None => BTreeMap::new(),
+                Some(Ok(l)) => l,
+                // One device's bad row must not stop the writer: its labels
+                // are replaced by its next status that carries some.
+                Some(Err(err)) => {
+                    tracing::warn!(device = %name, error = %err, "stored labels are not a JSON object of strings; ignored");
+                    BTreeMap::new()
+                }
+            };
+            Ok(e.insert(DeviceState {
+                name: name.clone(),
+                seq: seq as u64,
+                online,
+                last_seen,
+                first_seen,
+                agent,
+                labels,
+                evented_seen: last_seen,
+                changed: false,
+            }))
+        }
+    }
 }
