@@ -271,6 +271,48 @@ impl<T: Item> Collection<T> {
         }
     }
 
+    /// Feeds committed changes that may overlap what was published or
+    /// follow a gap (the feeder fell behind the store): what was published
+    /// already is skipped, and a gap is first filled from the store.
+    pub async fn publish_checked(&self, items: Vec<Arc<T>>) -> Result<(), SourceError> {
+        let last = self.last_seq();
+        match items.iter().find(|i| i.seq() > last).map(|i| i.seq()) {
+            None => return Ok(()),
+            Some(first) if first > last + 1 => self.resync().await?,
+            Some(_) => {}
+        }
+        let last = self.last_seq();
+        let fresh: Vec<_> = items.into_iter().filter(|i| i.seq() > last).collect();
+        self.publish(fresh);
+        Ok(())
+    }
+
+    /// Publishes whatever the store holds beyond what was published.
+    pub async fn resync(&self) -> Result<(), SourceError> {
+        loop {
+            let s = self.source.clone();
+            let after = self.last_seq();
+            let page = blocking(move || s.after(after, PAGE)).await?;
+            let full = page.len() == PAGE;
+            self.publish(page);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether any watcher or long poll listens to the live ring.
+    pub fn has_watchers(&self) -> bool {
+        self.live.receiver_count() > 0
+    }
+
+    /// Moves the published seq without sharing the items (nobody listens, so
+    /// nobody needs them built). A watcher that arrives in between notices
+    /// the gap at its next chunk and reads it from the store.
+    pub fn advance(&self, seq: u64) {
+        self.published.fetch_max(seq, SeqCst);
+    }
+
     /// The last seq published.
     pub fn last_seq(&self) -> u64 {
         self.published.load(SeqCst)

@@ -181,6 +181,12 @@ pub(crate) fn watch<T: Item>(
                 };
                 match wake {
                     Wake::Chunk(chunk) => {
+                        // Sequences are contiguous: a chunk that starts past
+                        // the cursor means changes were not shared in the ring
+                        // (published while nobody listened): read them first.
+                        if chunk.first().is_some_and(|f| f.seq() > cursor + 1) {
+                            continue 'outer;
+                        }
                         for it in chunk.iter() {
                             if it.seq() <= cursor {
                                 continue;

@@ -394,3 +394,14 @@ async fn lists_page_and_long_polls_wait() {
     assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), [28]);
     assert_eq!(rv, 28);
 }
+
+#[tokio::test]
+async fn changes_advanced_without_watchers_are_read_from_the_store() {
+    let f = Fixture::new(Kind::Log);
+    let mut w = Box::pin(f.coll.watch(req(Start::Now)));
+    // Committed while the feeder believed nobody listened.
+    f.store_only((1..=3).map(|s| it(s, "a", 0.0)).collect());
+    f.coll.advance(3);
+    f.commit(vec![it(4, "a", 0.0)]);
+    assert_eq!(seqs(&take(&mut w, 4).await), [1, 2, 3, 4]);
+}
