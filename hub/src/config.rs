@@ -4,6 +4,7 @@
 use anyhow::Context;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use telltale_api::ApiConfig;
 use telltale_broker::BrokerConfig;
 use telltale_ingest::IngestConfig;
 use telltale_store::StoreConfig;
@@ -20,6 +21,8 @@ pub struct HubConfig {
     pub store: StoreConfig,
     /// Decoding and validation of device messages.
     pub ingest: IngestConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
 }
 
 impl Default for HubConfig {
@@ -29,6 +32,7 @@ impl Default for HubConfig {
             broker: BrokerConfig::default(),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }

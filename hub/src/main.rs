@@ -106,10 +106,28 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     let db = config.db_path();
     let (writer, writer_thread) = telltale_store::writer::start(&db, config.store.clone(), acks_tx)
         .with_context(|| format!("cannot open the store {}", db.display()))?;
+    // Subscribe to commits before the collections read their versions, so
+    // no commit falls between the two.
+    let commits = writer.subscribe();
+    let api_state = telltale_api::AppState::new(
+        db.clone(),
+        writer.epoch.clone(),
+        config.api.clone(),
+        shutdown.clone(),
+    )
+    .context("cannot read the store for the API")?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen for http on {}", config.api.listen))?;
+    let http_addr = listener.local_addr().context("http listener address")?;
+    let feed = tokio::spawn(telltale_api::feed(api_state.clone(), commits));
+    let http = tokio::spawn(telltale_api::serve(listener, api_state));
+
     let broker = telltale_broker::start(&config.broker, &config.ingest.filters())
         .context("cannot start the mqtt broker")?;
     tracing::info!(
         mqtt = %broker.local_addr,
+        http = %http_addr,
         db = %db.display(),
         epoch = %writer.epoch,
         "hub ready"
@@ -142,6 +160,13 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     {
         tracing::warn!("ingest did not stop in time");
     }
+    // Streams have ended with their final BOOKMARK; the server closes.
+    if tokio::time::timeout(Duration::from_secs(10), http)
+        .await
+        .is_err()
+    {
+        tracing::warn!("http server did not stop in time");
+    }
     let joined = tokio::task::spawn_blocking(move || writer_thread.join());
     if tokio::time::timeout(Duration::from_secs(20), joined)
         .await
@@ -149,6 +174,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     {
         tracing::warn!("store writer did not stop in time");
     }
+    feed.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -130,6 +130,8 @@ pub struct Hub {
     pub dir: PathBuf,
     /// Its MQTT port on 127.0.0.1.
     pub mqtt_port: u16,
+    /// Its HTTP port on 127.0.0.1.
+    pub http_port: u16,
 }
 
 impl Hub {
@@ -137,7 +139,15 @@ impl Hub {
     pub fn start(dir: &Path, extra: &str) -> Hub {
         std::fs::create_dir_all(dir).expect("hub dir");
         let mqtt_port = free_port();
+        let http_port = free_port();
         let config = dir.join("hub.toml");
+        // `extra` may open an [api] table of its own: the listener goes there.
+        let api_listen = format!("listen = \"127.0.0.1:{http_port}\"\n");
+        let extra = if extra.contains("[api]\n") {
+            extra.replace("[api]\n", &format!("[api]\n{api_listen}"))
+        } else {
+            format!("{extra}\n[api]\n{api_listen}")
+        };
         let text = format!(
             "data_dir = \"{}\"\n{extra}\n[broker]\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
             dir.join("data").display()
@@ -147,6 +157,7 @@ impl Hub {
             proc: Proc::new(dir, "telltale-hub", "hub", &config),
             dir: dir.to_path_buf(),
             mqtt_port,
+            http_port,
         };
         hub.spawn();
         hub
@@ -154,11 +165,30 @@ impl Hub {
 
     fn spawn(&mut self) {
         self.proc.spawn();
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.mqtt_port));
         let up = wait_until(Duration::from_secs(15), || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            [self.mqtt_port, self.http_port].iter().all(|p| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], *p));
+                TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            })
         });
         assert!(up, "hub did not listen; see {}", self.dir.display());
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// GETs `path` with curl; returns the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        curl(&self.url(path), &[])
+    }
+
+    /// GETs `path` with curl and parses the JSON body.
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path);
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (status, json)
     }
 
     /// Path of the hub's database.
@@ -269,4 +299,75 @@ pub async fn mqtt_client(port: u16, id: &str) -> rumqttc::AsyncClient {
         }
     });
     client
+}
+
+/// GETs a URL with curl (`extra` are more curl arguments); returns the
+/// status and the body.
+pub fn curl(url: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--max-time", "60"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// A streaming GET with curl -N: lines arrive on the returned receiver as
+/// curl prints them. Dropping the stream kills curl.
+pub struct CurlStream {
+    child: Child,
+    /// Lines of the body, as they come.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl CurlStream {
+    /// Starts `curl -sN` on `url` with extra arguments (headers).
+    pub fn start(url: &str, extra: &[&str]) -> CurlStream {
+        let mut child = Command::new("curl")
+            .args(["-sN"])
+            .args(extra)
+            .arg(url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("curl runs");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        CurlStream { child, lines: rx }
+    }
+
+    /// The next line within `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for CurlStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes one JSON SenML pack for `device` with mosquitto_pub (QoS 1).
+pub fn mosquitto_pub(port: u16, device: &str, payload: &str) {
+    let ok = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", &format!("telltale/v1/devices/{device}/telemetry")])
+        .args(["-m", payload])
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(ok.success(), "mosquitto_pub failed");
 }

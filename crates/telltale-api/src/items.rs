@@ -1,0 +1,198 @@
+//! The objects of each collection, as the watch engine and the filter see
+//! them: a store row, its filter fields, and its JSON, serialized once.
+
+use base64::Engine;
+use serde_json::{json, Value as Json};
+use std::sync::{Arc, OnceLock};
+use telltale_filter::{Field, FieldValue, Fields};
+use telltale_store::{DeviceRow, LatestRow, StoredReading, StoredValue};
+use telltale_watch::Item;
+
+/// RFC 3339 text of a time in ms since the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn value_json(v: &StoredValue) -> Json {
+    match v {
+        StoredValue::Num(x) => json!(x),
+        StoredValue::Bool(b) => json!(b),
+        StoredValue::Str(s) => json!(s),
+        StoredValue::Data(d) => json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)),
+    }
+}
+
+fn value_field(v: &StoredValue) -> Option<FieldValue<'_>> {
+    match v {
+        StoredValue::Num(x) => Some(FieldValue::Num(*x)),
+        StoredValue::Bool(b) => Some(FieldValue::Bool(*b)),
+        StoredValue::Str(s) => Some(FieldValue::Str(s)),
+        StoredValue::Data(_) => None,
+    }
+}
+
+/// A reading of `/v1/readings`.
+#[derive(Debug)]
+pub struct ReadingItem {
+    pub row: StoredReading,
+    /// Built by the first reader that needs it, then shared.
+    json: OnceLock<String>,
+}
+
+impl ReadingItem {
+    pub fn new(row: StoredReading) -> Arc<ReadingItem> {
+        Arc::new(ReadingItem {
+            row,
+            json: OnceLock::new(),
+        })
+    }
+}
+
+impl Fields for ReadingItem {
+    fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
+        match f {
+            Field::Device => Some(FieldValue::Str(&self.row.device)),
+            Field::Metric => Some(FieldValue::Str(&self.row.metric)),
+            Field::Unit => self.row.unit.as_deref().map(FieldValue::Str),
+            Field::Value => value_field(&self.row.value),
+            _ => None,
+        }
+    }
+}
+
+impl Item for ReadingItem {
+    fn seq(&self) -> u64 {
+        self.row.seq
+    }
+    fn key(&self) -> &str {
+        &self.row.device
+    }
+    fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            let row = &self.row;
+            json!({
+                "seq": row.seq,
+                "device": &*row.device,
+                "metric": &*row.metric,
+                "unit": row.unit.as_deref(),
+                "value": value_json(&row.value),
+                "time": rfc3339(row.ts_ms),
+            })
+            .to_string()
+        })
+    }
+    fn ts_ms(&self) -> Option<i64> {
+        Some(self.row.ts_ms)
+    }
+}
+
+/// The newest reading of one (device, metric), in `/v1/latest`.
+#[derive(Debug)]
+pub struct LatestItem {
+    pub row: LatestRow,
+    key: String,
+    json: OnceLock<String>,
+}
+
+impl LatestItem {
+    pub fn new(row: LatestRow) -> Arc<LatestItem> {
+        let key = format!("{}/{}", row.device, row.metric);
+        Arc::new(LatestItem {
+            row,
+            key,
+            json: OnceLock::new(),
+        })
+    }
+}
+
+impl Fields for LatestItem {
+    fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
+        match f {
+            Field::Device => Some(FieldValue::Str(&self.row.device)),
+            Field::Metric => Some(FieldValue::Str(&self.row.metric)),
+            Field::Unit => self.row.unit.as_deref().map(FieldValue::Str),
+            Field::Value => value_field(&self.row.value),
+            _ => None,
+        }
+    }
+}
+
+impl Item for LatestItem {
+    fn seq(&self) -> u64 {
+        self.row.seq
+    }
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            let row = &self.row;
+            json!({
+                "device": &*row.device,
+                "metric": &*row.metric,
+                "unit": row.unit.as_deref(),
+                "value": value_json(&row.value),
+                "time": rfc3339(row.ts_ms),
+                "readingSeq": row.reading_seq,
+            })
+            .to_string()
+        })
+    }
+    fn ts_ms(&self) -> Option<i64> {
+        Some(self.row.ts_ms)
+    }
+}
+
+/// A device of `/v1/devices`.
+#[derive(Debug)]
+pub struct DeviceItem {
+    pub row: DeviceRow,
+    json: String,
+}
+
+impl DeviceItem {
+    pub fn new(row: DeviceRow) -> Arc<DeviceItem> {
+        let json = json!({
+            "id": &*row.id,
+            "online": row.online,
+            "lastSeen": row.last_seen_ms.map(rfc3339),
+            "firstSeen": row.first_seen_ms.map(rfc3339),
+            "agent": row.agent,
+            "labels": row.labels,
+        })
+        .to_string();
+        Arc::new(DeviceItem { row, json })
+    }
+
+    fn state(&self) -> &'static str {
+        match self.row.online {
+            Some(true) => "online",
+            Some(false) => "offline",
+            None => "unknown",
+        }
+    }
+}
+
+impl Fields for DeviceItem {
+    fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
+        match f {
+            Field::Device => Some(FieldValue::Str(&self.row.id)),
+            Field::State => Some(FieldValue::Str(self.state())),
+            Field::Label(k) => self.row.labels.get(k).map(|v| FieldValue::Str(v)),
+            _ => None,
+        }
+    }
+}
+
+impl Item for DeviceItem {
+    fn seq(&self) -> u64 {
+        self.row.seq
+    }
+    fn key(&self) -> &str {
+        &self.row.id
+    }
+    fn json(&self) -> &str {
+        &self.json
+    }
+}

@@ -1,0 +1,304 @@
+//! The only crate that knows axum: the hub's HTTP API. `app(state)` builds
+//! the router; every collection answers the three ways of
+//! ../shared/spec/watch-api.md (snapshot list, long poll with `wait`, watch
+//! stream as SSE or NDJSON) through the one watch engine (telltale-watch).
+//! Errors are RFC 9457 problem+json.
+//!
+//! It never writes the store and never talks MQTT.
+
+// `Problem` is the error of every request path and is built once per failed
+// request; its size does not matter there.
+#![allow(clippy::result_large_err)]
+
+pub mod items;
+mod params;
+mod problem;
+mod routes;
+pub mod sources;
+
+pub use items::{DeviceItem, LatestItem, ReadingItem};
+pub use problem::Problem;
+pub use sources::Readers;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use telltale_store::writer::Committed;
+use telltale_watch::{Collection, Kind};
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// The `[api]` section of the hub's config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// HTTP listener address. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Most watch streams at once; past it, 429 with Retry-After.
+    pub max_watches: usize,
+    /// Longest life of one watch stream, seconds (cut by up to 10 % at
+    /// random so that reconnects spread out); it ends with a BOOKMARK.
+    pub max_stream_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_watches: 20_000,
+            max_stream_secs: 3600,
+        }
+    }
+}
+
+impl ApiConfig {
+    fn max_stream_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_stream_secs.max(1))
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub readings: Arc<Collection<ReadingItem>>,
+    pub latest: Arc<Collection<LatestItem>>,
+    pub devices: Arc<Collection<DeviceItem>>,
+    pub readers: Arc<Readers>,
+    /// Permits for concurrent watches.
+    pub watches: Arc<Semaphore>,
+    pub config: Arc<ApiConfig>,
+    /// Fired at shutdown: every stream ends with a final BOOKMARK.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// The collections over the hub's database at `db`, whose store has
+    /// `epoch`.
+    pub fn new(
+        db: std::path::PathBuf,
+        epoch: Arc<str>,
+        config: ApiConfig,
+        shutdown: CancellationToken,
+    ) -> Result<AppState, telltale_watch::SourceError> {
+        let readers = Readers::new(db);
+        let (r, l, d) = readers.with(|r| r.collection_seqs())?;
+        Ok(AppState {
+            readings: Collection::new(
+                "readings",
+                Kind::Log,
+                epoch.clone(),
+                r,
+                Arc::new(sources::ReadingsSource(readers.clone())),
+            ),
+            latest: Collection::new(
+                "latest",
+                Kind::State,
+                epoch.clone(),
+                l,
+                Arc::new(sources::LatestSource(readers.clone())),
+            ),
+            devices: Collection::new(
+                "devices",
+                Kind::State,
+                epoch,
+                d,
+                Arc::new(sources::DevicesSource(readers.clone())),
+            ),
+            readers,
+            watches: Arc::new(Semaphore::new(config.max_watches)),
+            config: Arc::new(config),
+            shutdown,
+        })
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Feeds each commit of the store to the collections' watchers, until the
+/// store's broadcast ends. A commit missed (lagging) is read back from the
+/// store, so watchers never see a gap.
+pub async fn feed(state: AppState, mut commits: broadcast::Receiver<Arc<Committed>>) {
+    loop {
+        let result = match commits.recv().await {
+            Ok(c) => {
+                // Items (and their JSON) are built only for collections
+                // someone watches; the others just move their version.
+                let r = if state.readings.has_watchers() {
+                    state
+                        .readings
+                        .publish_checked(c.readings.iter().cloned().map(ReadingItem::new).collect())
+                        .await
+                } else {
+                    state.readings.advance(c.last_seq);
+                    Ok(())
+                };
+                let l = if state.latest.has_watchers() {
+                    state
+                        .latest
+                        .publish_checked(c.latest.iter().cloned().map(LatestItem::new).collect())
+                        .await
+                } else {
+                    state.latest.advance(c.latest_seq);
+                    Ok(())
+                };
+                let d = if state.devices.has_watchers() {
+                    state
+                        .devices
+                        .publish_checked(c.devices.iter().cloned().map(DeviceItem::new).collect())
+                        .await
+                } else {
+                    state.devices.advance(c.devices_seq);
+                    Ok(())
+                };
+                r.and(l).and(d)
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let r = state.readings.resync().await;
+                let l = state.latest.resync().await;
+                let d = state.devices.resync().await;
+                r.and(l).and(d)
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "feeding watchers failed");
+        }
+    }
+}
+
+type Pairs = Query<Vec<(String, String)>>;
+
+async fn readings(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
+    routes::serve_collection(&s, &s.readings, "ReadingList", &headers, &q)
+        .await
+        .into_response()
+}
+
+async fn latest(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
+    routes::serve_collection(&s, &s.latest, "LatestList", &headers, &q)
+        .await
+        .into_response()
+}
+
+async fn devices(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
+    routes::serve_collection(&s, &s.devices, "DeviceList", &headers, &q)
+        .await
+        .into_response()
+}
+
+async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let readers = s.readers.clone();
+    let looked =
+        tokio::task::spawn_blocking(move || readers.with(|r| r.device(&id)).map(|d| (d, id))).await;
+    match looked {
+        Ok(Ok((Some(row), _))) => {
+            let item = DeviceItem::new(row);
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                telltale_watch::Item::json(&*item).to_owned(),
+            )
+                .into_response()
+        }
+        Ok(Ok((None, id))) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no device {id:?}"),
+        )
+        .into_response(),
+        Ok(Err(e)) => Problem::internal(e).into_response(),
+        Err(e) => Problem::internal(e).into_response(),
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct RejectJson {
+    id: i64,
+    time: String,
+    topic: String,
+    device: Option<String>,
+    kind: String,
+    reason: String,
+    size: i64,
+}
+
+async fn rejects(State(s): State<AppState>, Query(q): Pairs) -> Response {
+    let mut limit = 100usize;
+    for (k, v) in &q {
+        match k.as_str() {
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => limit = n,
+                _ => {
+                    return Problem::bad_param("limit", "limit must be from 1 to 10000")
+                        .into_response()
+                }
+            },
+            _ => {
+                return Problem::bad_param(k, format!("this route does not take the parameter {k}"))
+                    .into_response()
+            }
+        }
+    }
+    let readers = s.readers.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        readers.with(|r| Ok((r.rejects(limit)?, r.reject_counts()?)))
+    })
+    .await;
+    match rows {
+        Ok(Ok((rows, counts))) => {
+            let items: Vec<_> = rows
+                .into_iter()
+                .map(|r| RejectJson {
+                    id: r.id,
+                    time: items::rfc3339(r.at_ms),
+                    topic: r.topic,
+                    device: r.device,
+                    kind: r.kind,
+                    reason: r.reason,
+                    size: r.size,
+                })
+                .collect();
+            let counts: serde_json::Map<String, serde_json::Value> =
+                counts.into_iter().map(|(k, n)| (k, n.into())).collect();
+            Json(serde_json::json!({"kind": "RejectList", "counts": counts, "items": items}))
+                .into_response()
+        }
+        Ok(Err(e)) => Problem::internal(e).into_response(),
+        Err(e) => Problem::internal(e).into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
+
+/// The API's router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/readings", get(readings))
+        .route("/v1/latest", get(latest))
+        .route("/v1/devices", get(devices))
+        .route("/v1/devices/{id}", get(device))
+        .route("/v1/rejects", get(rejects))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `state.shutdown` fires; streams
+/// end with a final BOOKMARK first.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,294 @@
+//! The collection routes: one handler for the three ways to read any
+//! collection (snapshot list, long poll, watch stream as SSE or NDJSON).
+
+use crate::params::Params;
+use crate::problem::Problem;
+use crate::AppState;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use std::convert::Infallible;
+use std::sync::Arc;
+use telltale_watch::{
+    Collection, Cursor, EventType, Item, Kind, RvError, Start, WatchError, WatchEvent, WatchRequest,
+};
+
+fn watch_problem<T: Item>(coll: &Collection<T>, e: WatchError) -> Problem {
+    match e {
+        WatchError::Source(e) => Problem::internal(e),
+        WatchError::Rv(RvError::Malformed) => Problem {
+            param: Some("resourceVersion".into()),
+            ..Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_resource_version",
+                "resourceVersion is not one this hub issued",
+            )
+        },
+        WatchError::Rv(RvError::Future) => Problem {
+            param: Some("resourceVersion".into()),
+            ..Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_resource_version",
+                "resourceVersion is newer than anything this hub has committed",
+            )
+        },
+        WatchError::Rv(e @ (RvError::Expired { .. } | RvError::OtherEpoch { .. })) => {
+            let oldest = match e {
+                RvError::Expired { oldest } | RvError::OtherEpoch { oldest } => oldest,
+                _ => 0,
+            };
+            Problem {
+                oldest: Some(coll.rv(oldest)),
+                ..Problem::new(
+                    StatusCode::GONE,
+                    "expired",
+                    format!("{e}: start again from a list"),
+                )
+            }
+        }
+    }
+}
+
+/// The opaque `continue` token: the store epoch and where the next page starts.
+fn encode_cursor<T: Item>(coll: &Collection<T>, c: &Cursor) -> String {
+    let epoch = coll.rv(0);
+    let epoch = epoch.trim_end_matches("-0");
+    match c {
+        Cursor::Log { after, upto } => format!("{epoch}.l.{after}.{upto}"),
+        Cursor::State { after_key } => format!("{epoch}.s.{after_key}"),
+    }
+}
+
+fn decode_cursor<T: Item>(coll: &Collection<T>, text: &str) -> Result<Cursor, Problem> {
+    let bad = || Problem::bad_param("continue", "continue is not a token from this hub");
+    let epoch = coll.rv(0);
+    let epoch = epoch.trim_end_matches("-0");
+    let (e, rest) = text.split_once('.').ok_or_else(bad)?;
+    if e != epoch {
+        return Err(Problem::new(
+            StatusCode::GONE,
+            "expired",
+            "the continue token is from another store: start again from a list",
+        ));
+    }
+    if let Some(r) = rest.strip_prefix("l.") {
+        let (a, u) = r.split_once('.').ok_or_else(bad)?;
+        return Ok(Cursor::Log {
+            after: a.parse().map_err(|_| bad())?,
+            upto: u.parse().map_err(|_| bad())?,
+        });
+    }
+    rest.strip_prefix("s.")
+        .map(|k| Cursor::State {
+            after_key: k.to_owned(),
+        })
+        .ok_or_else(bad)
+}
+
+/// A list object: `{"kind":…,"resourceVersion":…,"items":[…],"continue":…}`.
+fn list_body<T: Item>(
+    coll: &Collection<T>,
+    kind: &str,
+    items: &[Arc<T>],
+    rv: u64,
+    next: Option<String>,
+) -> Response {
+    let mut body =
+        String::with_capacity(64 + items.iter().map(|i| i.json().len() + 1).sum::<usize>());
+    body.push_str("{\"kind\":");
+    body.push_str(&serde_json::Value::from(kind).to_string());
+    body.push_str(",\"resourceVersion\":\"");
+    body.push_str(&coll.rv(rv));
+    body.push_str("\",\"items\":[");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(it.json());
+    }
+    body.push(']');
+    if let Some(c) = next {
+        body.push_str(",\"continue\":");
+        body.push_str(&serde_json::Value::from(c).to_string());
+    }
+    body.push('}');
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// One event as JSON, with its SSE event name and id.
+fn event_json<T: Item>(
+    coll: &Collection<T>,
+    e: &WatchEvent<T>,
+) -> (String, &'static str, Option<String>) {
+    match e {
+        WatchEvent::Item { kind, item } => {
+            let rv = coll.rv(item.seq());
+            (
+                format!(
+                    "{{\"type\":\"{}\",\"resourceVersion\":\"{rv}\",\"object\":{}}}",
+                    kind.as_str(),
+                    item.json()
+                ),
+                kind.sse_name(),
+                Some(rv),
+            )
+        }
+        WatchEvent::Bookmark {
+            seq,
+            initial_events_end,
+        } => {
+            let rv = coll.rv(*seq);
+            (
+                format!(
+                    "{{\"type\":\"BOOKMARK\",\"resourceVersion\":\"{rv}\",\"object\":{{\"kind\":\"Bookmark\",\"resourceVersion\":\"{rv}\",\"initialEventsEnd\":{initial_events_end}}}}}"
+                ),
+                EventType::Bookmark.sse_name(),
+                Some(rv),
+            )
+        }
+        WatchEvent::Error {
+            status,
+            code,
+            message,
+            oldest,
+        } => {
+            let status_code =
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let problem = Problem {
+                oldest: oldest.map(|o| coll.rv(o)),
+                ..Problem::new(status_code, code, message.clone())
+            };
+            let object = serde_json::to_string(&problem).unwrap_or_else(|_| "{}".into());
+            (
+                format!("{{\"type\":\"ERROR\",\"object\":{object}}}"),
+                EventType::Error.sse_name(),
+                None,
+            )
+        }
+    }
+}
+
+fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// Serves one collection route.
+pub async fn serve_collection<T: Item>(
+    state: &AppState,
+    coll: &Arc<Collection<T>>,
+    list_kind: &'static str,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<Response, Problem> {
+    let p = Params::parse(pairs, coll.kind)?;
+    // The header wins where both are given (EventSource resumes with it).
+    let rv_text = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(p.resource_version.clone());
+    let rv = match rv_text.as_deref() {
+        Some(t) if !t.is_empty() => {
+            Some(coll.check_rv(t).await.map_err(|e| watch_problem(coll, e))?)
+        }
+        _ => None,
+    };
+
+    if p.watch {
+        let permit = state
+            .watches
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Problem {
+                retry_after: Some(5),
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_watches",
+                    "the hub serves as many watches as it is configured for; retry later",
+                )
+            })?;
+        let start = match (rv, p.send_initial_events, p.since) {
+            (Some(seq), _, _) => Start::After(seq),
+            (None, true, _) => Start::Initial,
+            (None, false, Some(ts)) => Start::Since(ts),
+            (None, false, None) => Start::Now,
+        };
+        let stream = coll.watch(WatchRequest {
+            start,
+            filter: p.filter,
+            heartbeat: p.heartbeat,
+            timeout: p.timeout,
+            throttle: p.throttle,
+            max_lifetime: state.config.max_stream_lifetime(),
+            shutdown: state.shutdown.clone(),
+        });
+        let coll = coll.clone();
+        if wants_sse(headers) {
+            let events = stream.map(move |e| {
+                let _held = &permit;
+                let (json, name, id) = event_json(&coll, &e);
+                let mut ev = Event::default().event(name).data(json);
+                if let Some(id) = id {
+                    ev = ev.id(id);
+                }
+                Ok::<_, Infallible>(ev)
+            });
+            return Ok(Sse::new(events).into_response());
+        }
+        let lines = stream.map(move |e| {
+            let _held = &permit;
+            let (mut json, _, _) = event_json(&coll, &e);
+            json.push('\n');
+            Ok::<_, Infallible>(bytes::Bytes::from(json))
+        });
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            )],
+            Body::from_stream(lines),
+        )
+            .into_response());
+    }
+
+    if let Some(wait) = p.wait {
+        let after = rv.unwrap_or(0);
+        let (items, at) = coll
+            .wait_after(after, &p.filter, p.limit, wait)
+            .await
+            .map_err(|e| watch_problem(coll, e))?;
+        return Ok(list_body(coll, list_kind, &items, at, None));
+    }
+
+    let from = match p.cont.as_deref() {
+        Some(c) => Some(decode_cursor(coll, c)?),
+        None => rv.map(|seq| match coll.kind {
+            Kind::Log => Cursor::Log {
+                after: seq,
+                upto: coll.last_seq(),
+            },
+            Kind::State => Cursor::State {
+                after_key: String::new(),
+            },
+        }),
+    };
+    let page = coll
+        .list(from, p.since, p.until, &p.filter, p.limit)
+        .await
+        .map_err(|e| watch_problem(coll, e))?;
+    let next = page.next.as_ref().map(|c| encode_cursor(coll, c));
+    Ok(list_body(coll, list_kind, &page.items, page.rv, next))
+}
