@@ -120,7 +120,11 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         .await
         .with_context(|| format!("cannot listen for http on {}", config.api.listen))?;
     let http_addr = listener.local_addr().context("http listener address")?;
-    let feed = tokio::spawn(telltale_api::feed(api_state.clone(), commits));
+    let feed = tokio::spawn(telltale_api::feed(
+        api_state.clone(),
+        commits,
+        writer.readings_switch(),
+    ));
     let http = tokio::spawn(telltale_api::serve(listener, api_state));
 
     let broker = telltale_broker::start(&config.broker, &config.ingest.filters())

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use telltale_store::writer::Committed;
+use telltale_store::writer::{Committed, ReadingsSwitch};
 use telltale_watch::{Collection, Kind};
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -127,13 +127,26 @@ impl std::fmt::Debug for AppState {
 /// Feeds each commit of the store to the collections' watchers, until the
 /// store's broadcast ends. A commit missed (lagging) is read back from the
 /// store, so watchers never see a gap.
-pub async fn feed(state: AppState, mut commits: broadcast::Receiver<Arc<Committed>>) {
+pub async fn feed(
+    state: AppState,
+    mut commits: broadcast::Receiver<Arc<Committed>>,
+    readings_switch: ReadingsSwitch,
+) {
     loop {
         let result = match commits.recv().await {
             Ok(c) => {
                 // Items (and their JSON) are built only for collections
-                // someone watches; the others just move their version.
-                let r = if state.readings.has_watchers() {
+                // someone watches; the others just move their version. The
+                // store builds reading rows only while someone watches them.
+                let watched = state.readings.has_watchers();
+                readings_switch.set(watched);
+                let r = if watched
+                    && c.readings.is_empty()
+                    && c.last_seq > state.readings.last_seq()
+                {
+                    // Committed before the store knew a watcher had come.
+                    state.readings.resync().await
+                } else if watched {
                     state
                         .readings
                         .publish_checked(c.readings.iter().cloned().map(ReadingItem::new).collect())

@@ -161,6 +161,17 @@ pub struct StoreStats {
     pub last_commit_ms: AtomicI64,
 }
 
+/// See [`WriterHandle::readings_switch`].
+#[derive(Debug, Clone)]
+pub struct ReadingsSwitch(Arc<std::sync::atomic::AtomicBool>);
+
+impl ReadingsSwitch {
+    /// Turns [`Committed::readings`] on or off from the next group on.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Relaxed);
+    }
+}
+
 /// The sending side of the writer's queue; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
@@ -170,9 +181,19 @@ pub struct WriterHandle {
     /// Counters.
     pub stats: Arc<StoreStats>,
     events: broadcast::Sender<Arc<Committed>>,
+    /// Whether [`Committed::readings`] is wanted (someone watches readings).
+    readings_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WriterHandle {
+    /// The switch that says whether subscribers need each committed
+    /// reading in [`Committed::readings`] (on at start). Off, the list stays
+    /// empty (its seqs are in `last_seq`), which spares building a row per
+    /// reading at full rate. Holding it does not keep the writer alive.
+    pub fn readings_switch(&self) -> ReadingsSwitch {
+        ReadingsSwitch(self.readings_wanted.clone())
+    }
+
     /// Queues an op, waiting while the queue is full.
     pub async fn send(&self, op: WriteOp) -> Result<(), StoreError> {
         self.tx
@@ -227,6 +248,7 @@ pub fn start(
     stats.oldest_seq.store(oldest.unwrap_or(next_seq), Relaxed);
     let (tx, rx) = flume::bounded(config.queue_batches.max(1));
     let (events, _) = broadcast::channel(1024);
+    let readings_wanted = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let writer = Writer {
         conn,
         state: State {
@@ -243,6 +265,7 @@ pub fn start(
         },
         acks,
         events: events.clone(),
+        readings_wanted: readings_wanted.clone(),
     };
     let join = std::thread::Builder::new()
         .name("store-writer".into())
@@ -254,6 +277,7 @@ pub fn start(
             epoch,
             stats,
             events,
+            readings_wanted,
         },
         join,
     ))
@@ -264,6 +288,7 @@ struct Writer {
     state: State,
     acks: mpsc::UnboundedSender<Vec<AckOut>>,
     events: broadcast::Sender<Arc<Committed>>,
+    readings_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the writer remembers between commits; all of it can be rebuilt from
@@ -377,6 +402,8 @@ struct Group {
     latest_rows: Vec<LatestRow>,
     /// Devices changed at the end of the group (only when someone subscribes).
     device_rows: Vec<DeviceRow>,
+    /// Whether each reading goes into `readings` for subscribers.
+    want_readings: bool,
 }
 
 impl Writer {
@@ -400,20 +427,24 @@ impl Writer {
             };
             let deadline = Instant::now() + interval;
             let want_events = self.events.receiver_count() > 0;
-            let mut group = Group::default();
+            let want_readings = want_events && self.readings_wanted.load(Relaxed);
+            let mut group = Group {
+                want_readings,
+                ..Group::default()
+            };
             let mut closing = false;
             let result = (|| -> Result<(), StoreError> {
                 let tx = self
                     .conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)?;
                 if let Some(op) = first {
-                    self.state.apply(&tx, op, &mut group, want_events)?;
+                    self.state.apply(&tx, op, &mut group)?;
                     // Within a group, poll rather than park: a parked writer
                     // makes every send a wake-up (a futex call per message),
                     // which costs more than the inserts at small batch sizes.
                     while group.rows < self.state.config.commit_max_rows && group.syncs.is_empty() {
                         match rx.try_recv() {
-                            Ok(op) => self.state.apply(&tx, op, &mut group, want_events)?,
+                            Ok(op) => self.state.apply(&tx, op, &mut group)?,
                             Err(flume::TryRecvError::Empty) => {
                                 let now = Instant::now();
                                 if now >= deadline {
@@ -525,15 +556,9 @@ fn value_sql(v: &Value) -> ToSqlOutput<'_> {
 }
 
 impl State {
-    fn apply(
-        &mut self,
-        tx: &Connection,
-        op: WriteOp,
-        group: &mut Group,
-        want_events: bool,
-    ) -> Result<(), StoreError> {
+    fn apply(&mut self, tx: &Connection, op: WriteOp, group: &mut Group) -> Result<(), StoreError> {
         match op {
-            WriteOp::Batch(b) => self.batch(tx, b, group, want_events),
+            WriteOp::Batch(b) => self.batch(tx, b, group),
             WriteOp::Reject(r) => self.reject(tx, r, group),
             WriteOp::Presence(p) => self.presence(tx, p, group),
             WriteOp::Sync(w) => {
@@ -548,7 +573,6 @@ impl State {
         tx: &Connection,
         b: IncomingBatch,
         group: &mut Group,
-        want_events: bool,
     ) -> Result<(), StoreError> {
         let (dev, dev_name) = intern(tx, &mut self.devices, "devices", &b.device)?;
         // Even a duplicate is a message from the device.
@@ -581,38 +605,43 @@ impl State {
             self.next_seq += 1;
             group.rows += 1;
             // The group's newest reading of this (device, metric): later in
-            // the group wins a tie, as it has the higher seq.
-            let newer = group.latest.get(&(dev, metric)).is_none_or(|c| ts >= c.ts);
-            if want_events {
-                if newer {
-                    let c = Candidate {
-                        ts,
-                        reading: seq,
-                        device: dev_name.clone(),
-                        metric: metric_name.clone(),
-                        unit: unit.clone(),
-                        value: r.value.clone(),
-                    };
-                    group.latest.insert((dev, metric), c);
-                }
+            // the group wins a tie, as it has the higher seq. An existing
+            // candidate is updated in place (no name clones per reading).
+            let value = if group.want_readings {
                 group.readings.push(StoredReading {
                     seq,
                     ts_ms: ts,
                     device: dev_name.clone(),
-                    metric: metric_name,
-                    unit: unit.map(|u| u.1),
-                    value: r.value,
+                    metric: metric_name.clone(),
+                    unit: unit.as_ref().map(|u| u.1.clone()),
+                    value: r.value.clone(),
                 });
-            } else if newer {
-                let c = Candidate {
-                    ts,
-                    reading: seq,
-                    device: dev_name.clone(),
-                    metric: metric_name,
-                    unit,
-                    value: r.value,
-                };
-                group.latest.insert((dev, metric), c);
+                r.value
+            } else {
+                r.value
+            };
+            match group.latest.entry((dev, metric)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let c = e.get_mut();
+                    if ts >= c.ts {
+                        c.ts = ts;
+                        c.reading = seq;
+                        c.value = value;
+                        if c.unit.as_ref().map(|u| u.0) != unit.as_ref().map(|u| u.0) {
+                            c.unit = unit;
+                        }
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Candidate {
+                        ts,
+                        reading: seq,
+                        device: dev_name.clone(),
+                        metric: metric_name,
+                        unit,
+                        value,
+                    });
+                }
             }
         }
         Ok(())
