@@ -583,9 +583,9 @@ impl State {
                 return Ok(());
             }
         }
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO readings(seq, ts, device, metric, unit, v) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        // Intern and number first, then insert many rows per statement:
+        // SQLite's per-statement cost dominates at small rows.
+        let mut rows = Vec::with_capacity(b.readings.len());
         for r in b.readings {
             let (metric, metric_name) = intern(tx, &mut self.names, "names", &r.name)?;
             let unit = match &r.unit {
@@ -593,33 +593,26 @@ impl State {
                 None => None,
             };
             let seq = self.next_seq;
-            let ts = (r.time * 1000.0).round() as i64;
-            ins.execute(params![
-                seq as i64,
-                ts,
-                dev,
-                metric,
-                unit.as_ref().map(|u| u.0),
-                value_sql(&r.value)
-            ])?;
             self.next_seq += 1;
-            group.rows += 1;
+            let ts = (r.time * 1000.0).round() as i64;
+            rows.push((seq, ts, metric, metric_name, unit, r.value));
+        }
+        insert_rows(tx, dev, &rows)?;
+        group.rows += rows.len();
+        for (seq, ts, metric, metric_name, unit, value) in rows {
             // The group's newest reading of this (device, metric): later in
             // the group wins a tie, as it has the higher seq. An existing
             // candidate is updated in place (no name clones per reading).
-            let value = if group.want_readings {
+            if group.want_readings {
                 group.readings.push(StoredReading {
                     seq,
                     ts_ms: ts,
                     device: dev_name.clone(),
                     metric: metric_name.clone(),
                     unit: unit.as_ref().map(|u| u.1.clone()),
-                    value: r.value.clone(),
+                    value: value.clone(),
                 });
-                r.value
-            } else {
-                r.value
-            };
+            }
             match group.latest.entry((dev, metric)) {
                 std::collections::hash_map::Entry::Occupied(mut e) => {
                     let c = e.get_mut();
@@ -1018,6 +1011,55 @@ impl State {
         self.oldest_seq = oldest.unwrap_or(self.next_seq);
         Ok(())
     }
+}
+
+/// Rows per multi-row INSERT.
+const ROWS_PER_INSERT: usize = 32;
+
+/// One reading row before insert: seq, ts, metric id, metric name, unit,
+/// value.
+type Row = (u64, i64, i64, Arc<str>, Option<(i64, Arc<str>)>, Value);
+
+/// Inserts `rows` of device `dev`, `ROWS_PER_INSERT` per statement.
+fn insert_rows(tx: &Connection, dev: i64, rows: &[Row]) -> Result<(), StoreError> {
+    static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let many = MANY.get_or_init(|| {
+        let values = vec!["(?, ?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
+        format!("INSERT INTO readings(seq, ts, device, metric, unit, v) VALUES {values}")
+    });
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if rows.len() >= ROWS_PER_INSERT {
+        let mut st = tx.prepare_cached(many)?;
+        for chunk in chunks.by_ref() {
+            for (i, (seq, ts, metric, _, unit, value)) in chunk.iter().enumerate() {
+                let at = i * 6;
+                st.raw_bind_parameter(at + 1, *seq as i64)?;
+                st.raw_bind_parameter(at + 2, *ts)?;
+                st.raw_bind_parameter(at + 3, dev)?;
+                st.raw_bind_parameter(at + 4, *metric)?;
+                st.raw_bind_parameter(at + 5, unit.as_ref().map(|u| u.0))?;
+                st.raw_bind_parameter(at + 6, value_sql(value))?;
+            }
+            st.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut one = tx.prepare_cached(
+            "INSERT INTO readings(seq, ts, device, metric, unit, v) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (seq, ts, metric, _, unit, value) in rest {
+            one.execute(params![
+                *seq as i64,
+                *ts,
+                dev,
+                *metric,
+                unit.as_ref().map(|u| u.0),
+                value_sql(value)
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of database pages in use (the file minus its free pages).
