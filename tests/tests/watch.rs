@@ -371,3 +371,66 @@ fn the_watch_cap_answers_429_with_retry_after() {
     assert!(head.starts_with("http/1.1 429"), "{head}");
     assert!(head.contains("retry-after:"), "{head}");
 }
+
+#[test]
+fn cors_answers_only_the_configured_origins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::start(
+        &dir.path().join("hub"),
+        "[api]\ncors_origins = [\"http://dash.example\"]\n",
+    );
+    let (_, head) = curl(
+        &hub.url("/v1/readings"),
+        &[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Origin: http://dash.example",
+        ],
+    );
+    assert!(
+        head.to_lowercase()
+            .contains("access-control-allow-origin: http://dash.example"),
+        "{head}"
+    );
+    let (_, head) = curl(
+        &hub.url("/v1/readings"),
+        &[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Origin: http://evil.example",
+        ],
+    );
+    assert!(
+        !head.to_lowercase().contains("access-control-allow-origin"),
+        "{head}"
+    );
+    // The preflight an EventSource with Last-Event-ID may need.
+    let (_, head) = curl(
+        &hub.url("/v1/readings?watch=true"),
+        &[
+            "-X",
+            "OPTIONS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Origin: http://dash.example",
+            "-H",
+            "Access-Control-Request-Method: GET",
+            "-H",
+            "Access-Control-Request-Headers: last-event-id",
+        ],
+    );
+    let head = head.to_lowercase();
+    assert!(
+        head.contains("access-control-allow-headers") && head.contains("last-event-id"),
+        "{head}"
+    );
+}

@@ -45,6 +45,9 @@ pub struct ApiConfig {
     /// Longest life of one watch stream, seconds (cut by up to 10 % at
     /// random so that reconnects spread out); it ends with a BOOKMARK.
     pub max_stream_secs: u64,
+    /// Origins (such as `https://dash.example.org`) whose pages may call the
+    /// API with fetch and EventSource (CORS). Empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -53,11 +56,30 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_watches: 20_000,
             max_stream_secs: 3600,
+            cors_origins: Vec::new(),
         }
     }
 }
 
 impl ApiConfig {
+    /// Checks what serde cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_watches == 0 {
+            return Err("api.max_watches must be above 0".into());
+        }
+        for o in &self.cors_origins {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && axum::http::HeaderValue::from_str(o).is_ok();
+            if !ok {
+                return Err(format!(
+                    "api.cors_origins: {o:?} must be an origin such as https://dash.example.org (scheme, host, optional port, no path)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn max_stream_lifetime(&self) -> Duration {
         Duration::from_secs(self.max_stream_secs.max(1))
     }
@@ -294,9 +316,31 @@ async fn not_found() -> Response {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
 
+/// CORS for the configured origins: GET (and POST, for later routes) with
+/// the headers a dashboard sends; `Last-Event-ID` for EventSource resumes.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(list))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
 /// The API's router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let cors_layer =
+        (!state.config.cors_origins.is_empty()).then(|| cors(&state.config.cors_origins));
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/readings", get(readings))
         .route("/v1/latest", get(latest))
@@ -304,7 +348,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices/{id}", get(device))
         .route("/v1/rejects", get(rejects))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    match cors_layer {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
 /// Serves `app(state)` on `listener` until `state.shutdown` fires; streams
