@@ -10,12 +10,13 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// The hub config of the demo: loopback only, data in `data_dir`.
-pub fn config(data_dir: &Path, mqtt_port: u16) -> HubConfig {
+pub fn config(data_dir: &Path, mqtt_port: u16, http_port: u16) -> HubConfig {
     let mut c = HubConfig {
         data_dir: data_dir.to_path_buf(),
         ..HubConfig::default()
     };
     c.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
+    c.api.listen = SocketAddr::from(([127, 0, 0, 1], http_port));
     c
 }
 

@@ -36,6 +36,9 @@ enum Command {
         /// MQTT port.
         #[arg(long, default_value_t = 1883)]
         mqtt_port: u16,
+        /// HTTP port.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
     },
     /// Check a config file and exit.
     CheckConfig {
@@ -61,8 +64,9 @@ fn main() -> anyhow::Result<()> {
         Command::Demo {
             data_dir,
             mqtt_port,
+            http_port,
         } => {
-            let config = demo::config(&data_dir, mqtt_port);
+            let config = demo::config(&data_dir, mqtt_port, http_port);
             runtime()?.block_on(async move {
                 let agents = demo::Agents::start(&data_dir, mqtt_port)?;
                 run(config, Some(agents)).await

@@ -12,6 +12,7 @@ fn demo_stores_agent_readings_and_a_hand_published_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
     let port = free_port();
+    let http_port = free_port();
     let log = std::fs::File::create(dir.path().join("demo.log")).expect("log");
     let mut child = Command::new(bin("telltale-hub"))
         .arg("demo")
@@ -19,6 +20,8 @@ fn demo_stores_agent_readings_and_a_hand_published_one() {
         .arg(&data)
         .arg("--mqtt-port")
         .arg(port.to_string())
+        .arg("--http-port")
+        .arg(http_port.to_string())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -56,6 +59,26 @@ fn demo_stores_agent_readings_and_a_hand_published_one() {
             .iter()
             .any(|(_, v)| *v == 21.5)
     }));
+
+    // The README's curl -N shows a live SSE stream.
+    let sse = telltale_tests::CurlStream::start(
+        &format!("http://127.0.0.1:{http_port}/v1/readings?watch=true&device=demo-freezer"),
+        &["-H", "Accept: text/event-stream"],
+    );
+    let mut saw = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < end && !saw.iter().any(|l: &String| l.starts_with("data: ")) {
+        if let Some(l) = sse.next_line(Duration::from_millis(200)) {
+            saw.push(l);
+        }
+    }
+    assert!(saw.iter().any(|l| l == "event: added"), "{saw:?}");
+    assert!(
+        saw.iter()
+            .any(|l| l.starts_with("data: ") && l.contains("demo-freezer")),
+        "{saw:?}"
+    );
+    drop(sse);
 
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
