@@ -168,12 +168,16 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     {
         tracing::warn!("ingest did not stop in time");
     }
-    // Streams have ended with their final BOOKMARK; the server closes.
-    if tokio::time::timeout(Duration::from_secs(10), http)
+    // Streams end with their final BOOKMARK and the server closes; a client
+    // that does not read (and so cannot take its BOOKMARK) is cut after a
+    // short grace, so one stuck dashboard cannot hold up the stop.
+    let mut http = http;
+    if tokio::time::timeout(Duration::from_secs(2), &mut http)
         .await
         .is_err()
     {
-        tracing::warn!("http server did not stop in time");
+        tracing::warn!("http connections still open after 2 s; closing them");
+        http.abort();
     }
     let joined = tokio::task::spawn_blocking(move || writer_thread.join());
     if tokio::time::timeout(Duration::from_secs(20), joined)

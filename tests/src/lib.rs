@@ -371,3 +371,11 @@ pub fn mosquitto_pub(port: u16, device: &str, payload: &str) {
         .expect("mosquitto_pub runs");
     assert!(ok.success(), "mosquitto_pub failed");
 }
+
+impl Hub {
+    /// The process id of the running hub, if it runs (to read its
+    /// /proc/<pid>/status, for example).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.child.as_ref().map(Child::id)
+    }
+}
