@@ -50,6 +50,7 @@ impl HubConfig {
 
     /// Checks what serde cannot.
     pub fn check(&self) -> anyhow::Result<()> {
+        self.api.check().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             self.broker.max_packet_bytes >= self.ingest.max_payload_bytes + 1024,
             "broker.max_packet_bytes ({}) must exceed ingest.max_payload_bytes ({}) by at least 1024 (topic and header) so that oversized packs are counted as rejects",

@@ -312,6 +312,27 @@ async fn rejects(State(s): State<AppState>, Query(q): Pairs) -> Response {
     }
 }
 
+/// The OpenAPI 3.1 document of these routes (checked against the router by
+/// tests/openapi.rs).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route answers GET only",
+    )
+    .into_response()
+}
+
 async fn not_found() -> Response {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
@@ -347,7 +368,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices", get(devices))
         .route("/v1/devices/{id}", get(device))
         .route("/v1/rejects", get(rejects))
+        .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     match cors_layer {
         Some(layer) => router.layer(layer),

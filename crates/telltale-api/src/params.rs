@@ -148,6 +148,51 @@ impl Params {
             }
         }
         p.filter = Filter::parse(expr.as_deref(), &short).map_err(filter_problem)?;
+        // Nothing is silently ignored: a parameter that does nothing in
+        // this mode is a 400 naming it.
+        let given = |k: &str| seen.contains(k);
+        let mode_rules: &[(&str, bool, &str)] = &[
+            (
+                "heartbeatSeconds",
+                !p.watch,
+                "heartbeatSeconds needs watch=true",
+            ),
+            (
+                "timeoutSeconds",
+                !p.watch,
+                "timeoutSeconds needs watch=true",
+            ),
+            (
+                "throttleSeconds",
+                !p.watch,
+                "throttleSeconds needs watch=true",
+            ),
+            (
+                "until",
+                p.watch || p.wait.is_some(),
+                "until applies to lists only",
+            ),
+            (
+                "limit",
+                p.watch,
+                "limit applies to lists and long polls only",
+            ),
+            (
+                "since",
+                p.wait.is_some(),
+                "since cannot be combined with wait",
+            ),
+            (
+                "continue",
+                p.wait.is_some(),
+                "continue cannot be combined with wait",
+            ),
+        ];
+        for (name, bad, why) in mode_rules {
+            if *bad && given(name) {
+                return Err(Problem::bad_param(name, *why));
+            }
+        }
         if p.watch && (p.wait.is_some() || p.cont.is_some()) {
             let which = if p.wait.is_some() { "wait" } else { "continue" };
             return Err(Problem::bad_param(
@@ -202,6 +247,26 @@ mod tests {
                 Ok(()),
             ),
             ("resourceVersion=ab-1&wait=30s&limit=10", Kind::Log, Ok(())),
+            (
+                "heartbeatSeconds=5",
+                Kind::Log,
+                Err(("heartbeatSeconds", "bad_parameter")),
+            ),
+            (
+                "watch=true&limit=5",
+                Kind::Log,
+                Err(("limit", "bad_parameter")),
+            ),
+            (
+                "watch=true&until=5m",
+                Kind::Log,
+                Err(("until", "bad_parameter")),
+            ),
+            (
+                "resourceVersion=a-1&wait=1s&since=5m",
+                Kind::Log,
+                Err(("since", "bad_parameter")),
+            ),
             ("colour=red", Kind::Log, Err(("colour", "bad_parameter"))),
             (
                 "sendInitialEvents=true&watch=true",

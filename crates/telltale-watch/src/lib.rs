@@ -338,7 +338,12 @@ impl<T: Item> Collection<T> {
             return Err(RvError::OtherEpoch { oldest }.into());
         }
         if seq > self.last_seq() {
-            return Err(RvError::Future.into());
+            // The store may have committed it before the feed published it.
+            let s = self.source.clone();
+            let last = blocking(move || s.last()).await?;
+            if seq > last {
+                return Err(RvError::Future.into());
+            }
         }
         if seq < oldest {
             return Err(RvError::Expired { oldest }.into());

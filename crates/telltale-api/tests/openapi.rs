@@ -1,0 +1,621 @@
+//! The OpenAPI document (`src/openapi.json`) against the router it
+//! describes: the same paths, the same query parameters per route, and the
+//! JSON the routes really answer. The route list lives in one place, the
+//! router in `src/lib.rs`; this test reads it from there.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use telltale_api::{app, ApiConfig, AppState};
+use telltale_store::writer::{IncomingBatch, Reject, WriteOp};
+use telltale_store::{Presence, StoreConfig};
+use telltale_wire::decode::{Reading, Value as WireValue};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const DOC: &str = include_str!("../src/openapi.json");
+const LIB: &str = include_str!("../src/lib.rs");
+const PARAMS: &str = include_str!("../src/params.rs");
+
+fn doc() -> Value {
+    serde_json::from_str(DOC).expect("openapi.json is JSON")
+}
+
+/// The paths the router serves, read from the `.route("…", …)` calls in
+/// `src/lib.rs`.
+fn router_paths() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = LIB;
+    while let Some(at) = rest.find(".route(") {
+        rest = rest[at + ".route(".len()..].trim_start();
+        let path = rest
+            .strip_prefix('"')
+            .and_then(|r| r.split_once('"'))
+            .map(|(p, _)| p)
+            .expect("a .route( call starts with a string literal path");
+        out.insert(path.to_owned());
+    }
+    out
+}
+
+/// The query parameters `Params::parse` takes for a collection of each kind
+/// (log, state), read from its `("name", kind) =>` match arms in
+/// `src/params.rs`.
+fn parsed_params() -> (BTreeSet<String>, BTreeSet<String>) {
+    let code = PARAMS.split("#[cfg(test)]").next().unwrap_or(PARAMS);
+    let (mut log, mut state) = (BTreeSet::new(), BTreeSet::new());
+    let mut rest = code;
+    while let Some(at) = rest.find("(\"") {
+        rest = &rest[at + 2..];
+        let Some((name, after)) = rest.split_once('"') else {
+            break;
+        };
+        let Some((kind, tail)) = after.strip_prefix(", ").and_then(|a| a.split_once(')')) else {
+            continue;
+        };
+        if !tail.trim_start().starts_with("=>") {
+            continue;
+        }
+        match kind {
+            "_" => {
+                log.insert(name.to_owned());
+                state.insert(name.to_owned());
+            }
+            "Kind::Log" => {
+                log.insert(name.to_owned());
+            }
+            "Kind::State" => {
+                state.insert(name.to_owned());
+            }
+            other => panic!("params.rs: unexpected kind {other} for {name}"),
+        }
+    }
+    (log, state)
+}
+
+/// Follows a local `$ref` (`#/components/...`).
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("local $ref");
+            doc.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {r}"))
+        }
+        None => v,
+    }
+}
+
+/// The parameters of `GET path`, resolved.
+fn params<'a>(doc: &'a Value, path: &str) -> Vec<&'a Value> {
+    doc["paths"][path]["get"]["parameters"]
+        .as_array()
+        .map(|a| a.iter().map(|p| resolve(doc, p)).collect())
+        .unwrap_or_default()
+}
+
+fn names_in(doc: &Value, path: &str, location: &str) -> BTreeSet<String> {
+    params(doc, path)
+        .into_iter()
+        .filter(|p| p["in"] == location)
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// A parameter's documented example as query text.
+fn example_text(p: &Value) -> Option<String> {
+    match p.get("example")? {
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The property names of a schema in `components.schemas`.
+fn props(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema {schema} has properties"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn required(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["required"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().expect("name").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Checks that `v` has every required property of `schema` and no other
+/// than it documents.
+fn conforms(doc: &Value, schema: &str, v: &Value) {
+    let k = keys(v);
+    assert!(
+        k.is_subset(&props(doc, schema)),
+        "{schema}: undocumented fields in {v}"
+    );
+    assert!(
+        required(doc, schema).is_subset(&k),
+        "{schema}: required fields missing in {v}"
+    );
+}
+
+/// What a request answered. The body is read only when it is not a stream.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+    raw: String,
+}
+
+async fn get(router: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = router
+        .clone()
+        .oneshot(req.body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if content_type.starts_with("application/x-ndjson")
+        || content_type.starts_with("text/event-stream")
+    {
+        // A watch: its body never ends. Dropping it ends the stream.
+        return Answer {
+            status,
+            content_type,
+            body: Value::Null,
+            raw: String::new(),
+        };
+    }
+    let bytes = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes();
+    let raw = String::from_utf8(bytes.to_vec()).expect("utf-8");
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Answer {
+        status,
+        content_type,
+        body,
+        raw,
+    }
+}
+
+/// The first events of a watch, until one of type `until`.
+async fn events(router: &Router, uri: &str, until: &str) -> Vec<Value> {
+    let res = router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK, "{uri}");
+    let mut body = res.into_body();
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while !out.iter().any(|e: &Value| e["type"] == until) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event in time")
+            .expect("the stream goes on")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).expect("utf-8"));
+        }
+        while let Some((line, rest)) = text.split_once('\n') {
+            out.push(serde_json::from_str(line).expect("an NDJSON line"));
+            text = rest.to_owned();
+        }
+    }
+    out
+}
+
+/// A hub database with two devices (readings, latest rows, devices), a
+/// status message and a reject; the API over it.
+struct Fixture {
+    router: Router,
+    _dir: tempfile::TempDir,
+    _acks: tokio::sync::mpsc::UnboundedReceiver<Vec<telltale_store::writer::AckOut>>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let (acks_tx, acks) = tokio::sync::mpsc::unbounded_channel();
+    let (writer, _thread) =
+        telltale_store::writer::start(&db, StoreConfig::default(), acks_tx).expect("store");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    for (device, metric) in [("demo-freezer", "temp"), ("demo-greenhouse", "humidity")] {
+        writer
+            .send(WriteOp::Batch(IncomingBatch {
+                device: device.into(),
+                batch: None,
+                readings: vec![Reading {
+                    name: metric.into(),
+                    unit: Some("Cel".into()),
+                    value: WireValue::Num(-18.0),
+                    time: now,
+                }],
+            }))
+            .await
+            .expect("queued");
+    }
+    writer
+        .send(WriteOp::Presence(Presence {
+            device: "demo-freezer".into(),
+            at_ms: (now * 1000.0) as i64,
+            online: true,
+            agent: Some("telltale-agent/0.0.0".into()),
+            labels: Some(BTreeMap::from([("site".into(), "demo".into())])),
+        }))
+        .await
+        .expect("queued");
+    writer
+        .send(WriteOp::Reject(Reject {
+            at_ms: (now * 1000.0) as i64,
+            topic: "telltale/v1/devices/demo-freezer/telemetry".into(),
+            device: Some("demo-freezer".into()),
+            kind: "malformed_json",
+            reason: "not json".into(),
+            payload: b"[".to_vec(),
+            batch: None,
+        }))
+        .await
+        .expect("queued");
+    writer.sync().await.expect("committed");
+    let state = AppState::new(
+        db,
+        writer.epoch.clone(),
+        ApiConfig::default(),
+        CancellationToken::new(),
+    )
+    .expect("state");
+    Fixture {
+        router: app(state),
+        _dir: dir,
+        _acks: acks,
+    }
+}
+
+/// Whether an answer is the router's fallback (a path that is no route).
+fn is_fallback(a: &Answer) -> bool {
+    a.status == StatusCode::NOT_FOUND && a.body["detail"] == "no such route"
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_served_as_json() {
+    let doc = doc();
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3.1."), "{version}");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+
+    let f = fixture().await;
+    let a = get(&f.router, "/v1/openapi.json", &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "application/json");
+    assert_eq!(a.raw, DOC);
+}
+
+#[tokio::test]
+async fn the_documented_paths_are_the_routes() {
+    let doc = doc();
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(documented, router_paths());
+
+    let f = fixture().await;
+    for path in &documented {
+        // Every route answers GET only.
+        assert_eq!(
+            keys(&doc["paths"][path]),
+            BTreeSet::from(["get".to_owned()]),
+            "{path}"
+        );
+        let uri = path.replace("{id}", "demo-freezer");
+        let documented_types = keys(&doc["paths"][path]["get"]["responses"]["200"]["content"]);
+        let mut answered = BTreeSet::new();
+        let mut ask = vec![(uri.clone(), None)];
+        if names_in(&doc, path, "query").contains("watch") {
+            ask.push((format!("{uri}?watch=true"), None));
+            ask.push((format!("{uri}?watch=true"), Some("text/event-stream")));
+        }
+        for (uri, accept) in ask {
+            let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+            let a = get(&f.router, &uri, &headers).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.raw);
+            assert!(!is_fallback(&a), "{uri}");
+            // The media type without its parameters (`; charset=utf-8`).
+            let media = a.content_type.split(';').next().unwrap_or("").trim();
+            answered.insert(media.to_owned());
+        }
+        assert_eq!(answered, documented_types, "{path}");
+    }
+    for uri in [
+        "/v1/alerts",
+        "/v1/commands",
+        "/v1/ws",
+        "/v1",
+        "/openapi.json",
+        "/v1/devices/demo-freezer/commands",
+        "/v1/readings/1",
+    ] {
+        let a = get(&f.router, uri, &[]).await;
+        assert!(
+            is_fallback(&a),
+            "{uri} is not documented, but answered {}",
+            a.status
+        );
+        assert_eq!(a.content_type, "application/problem+json");
+    }
+}
+
+/// A value for each parameter that the route must accept: the documented
+/// example, or one that depends on the data; and the parameters it needs
+/// beside it.
+fn valid_query(name: &str, p: &Value, rv: &str, cont: &str) -> String {
+    let value = match name {
+        "resourceVersion" => rv.to_owned(),
+        "continue" => cont.to_owned(),
+        // Stream-only parameters: in a short stream.
+        "timeoutSeconds" => return "timeoutSeconds=1&watch=true".into(),
+        "heartbeatSeconds" | "throttleSeconds" => {
+            let v = example_text(p).unwrap_or_else(|| panic!("{name} has no example"));
+            return format!("{name}={}&watch=true&timeoutSeconds=1", urlencode(&v));
+        }
+        // A long poll after the current version: answer at once, empty.
+        "wait" => return format!("wait=0s&resourceVersion={rv}"),
+        _ => example_text(p).unwrap_or_else(|| panic!("{name} has no example")),
+    };
+    let q = format!("{name}={}", urlencode(&value));
+    match name {
+        "sendInitialEvents" => format!("{q}&watch=true"),
+        _ => q,
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_route_takes_exactly_its_documented_query_parameters() {
+    let doc = doc();
+    let f = fixture().await;
+    // Every parameter documented anywhere, with an example value.
+    let mut everywhere: BTreeMap<String, String> = BTreeMap::new();
+    for path in doc["paths"].as_object().expect("paths").keys() {
+        for p in params(&doc, path) {
+            if p["in"] == "query" {
+                let name = p["name"].as_str().expect("name").to_owned();
+                let value = example_text(p).unwrap_or_else(|| "x".into());
+                everywhere.entry(name).or_insert(value);
+            }
+        }
+    }
+    everywhere.insert("colour".into(), "red".into());
+
+    let collections = ["/v1/readings", "/v1/latest", "/v1/devices"];
+    // What the parser's source says, against the document.
+    let (log, state) = parsed_params();
+    assert!(log.contains("since") && state.contains("throttleSeconds"));
+    assert_eq!(names_in(&doc, "/v1/readings", "query"), log);
+    assert_eq!(names_in(&doc, "/v1/latest", "query"), state);
+    assert_eq!(names_in(&doc, "/v1/devices", "query"), state);
+    for path in collections.iter().copied().chain(["/v1/rejects"]) {
+        let documented = names_in(&doc, path, "query");
+        let (rv, cont) = if path == "/v1/rejects" {
+            (String::new(), String::new())
+        } else {
+            let page = get(&f.router, &format!("{path}?limit=1"), &[]).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.raw);
+            let rv = page.body["resourceVersion"]
+                .as_str()
+                .expect("rv")
+                .to_owned();
+            let cont = page.body["continue"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{path}: two items, limit 1: a continue token"))
+                .to_owned();
+            (rv, cont)
+        };
+        for name in &documented {
+            let p = params(&doc, path)
+                .into_iter()
+                .find(|p| p["name"] == name.as_str())
+                .expect("documented");
+            let uri = format!("{path}?{}", valid_query(name, p, &rv, &cont));
+            let a = get(&f.router, &uri, &[]).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.raw);
+        }
+        for (name, value) in &everywhere {
+            if documented.contains(name) {
+                continue;
+            }
+            let uri = format!("{path}?{name}={}", urlencode(value));
+            let a = get(&f.router, &uri, &[]).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}: {}", a.raw);
+            assert_eq!(a.content_type, "application/problem+json", "{uri}");
+            assert_eq!(a.body["code"], "bad_parameter", "{uri}");
+            assert_eq!(a.body["param"], name.as_str(), "{uri}");
+            conforms(&doc, "Problem", &a.body);
+        }
+    }
+
+    // The Last-Event-ID header, documented on the collections.
+    for path in collections {
+        assert!(
+            names_in(&doc, path, "header").contains("Last-Event-ID"),
+            "{path}"
+        );
+        let rv = get(&f.router, path, &[]).await.body["resourceVersion"]
+            .as_str()
+            .expect("rv")
+            .to_owned();
+        let a = get(
+            &f.router,
+            &format!("{path}?watch=true"),
+            &[("Last-Event-ID", &rv), ("Accept", "text/event-stream")],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert_eq!(a.content_type, "text/event-stream", "{path}");
+        let a = get(
+            &f.router,
+            &format!("{path}?watch=true"),
+            &[("Last-Event-ID", "nonsense")],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(a.body["code"], "bad_resource_version", "{path}");
+        conforms(&doc, "Problem", &a.body);
+    }
+
+    // The documented ranges hold at their edges.
+    for (query, ok) in [
+        ("limit=10000", true),
+        ("limit=10001", false),
+        ("limit=0", false),
+        ("heartbeatSeconds=1&watch=true", true),
+        ("heartbeatSeconds=300&watch=true", true),
+        ("heartbeatSeconds=301", false),
+        ("timeoutSeconds=86400&watch=true", true),
+        ("timeoutSeconds=86401", false),
+        ("timeoutSeconds=0", false),
+        ("filter=x", false),
+    ] {
+        let uri = format!("/v1/readings?{query}");
+        let a = get(&f.router, &uri, &[]).await;
+        assert_eq!(a.status == StatusCode::OK, ok, "{uri}: {}", a.raw);
+    }
+    for (query, ok) in [
+        ("throttleSeconds=0&watch=true", true),
+        ("throttleSeconds=3600&watch=true", true),
+        ("throttleSeconds=3601", false),
+    ] {
+        let uri = format!("/v1/latest?{query}");
+        let a = get(&f.router, &uri, &[]).await;
+        assert_eq!(a.status == StatusCode::OK, ok, "{uri}: {}", a.raw);
+    }
+    let long = "a".repeat(1025);
+    let a = get(&f.router, &format!("/v1/readings?device={long}"), &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_answers_have_the_documented_shape() {
+    let doc = doc();
+    let f = fixture().await;
+    for (path, list, item) in [
+        ("/v1/readings", "ReadingList", "Reading"),
+        ("/v1/latest", "LatestList", "Latest"),
+        ("/v1/devices", "DeviceList", "Device"),
+    ] {
+        let a = get(&f.router, path, &[]).await;
+        conforms(&doc, list, &a.body);
+        assert_eq!(
+            a.body["kind"],
+            doc["components"]["schemas"][list]["properties"]["kind"]["const"]
+        );
+        let items = a.body["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2, "{path}");
+        for it in items {
+            conforms(&doc, item, it);
+        }
+        // The stream's events, as NDJSON, and each object.
+        let uri = match path {
+            "/v1/readings" => format!("{path}?watch=true&since=1h"),
+            _ => format!("{path}?watch=true&sendInitialEvents=true"),
+        };
+        // Readings: two replayed, then a heartbeat BOOKMARK; the others: two
+        // initial ADDED, then the BOOKMARK that ends them.
+        let uri = format!("{uri}&heartbeatSeconds=1");
+        let evs = events(&f.router, &uri, "BOOKMARK").await;
+        assert_eq!(
+            evs.iter().filter(|e| e["type"] == "ADDED").count(),
+            2,
+            "{uri}: {evs:?}"
+        );
+        for e in &evs {
+            conforms(&doc, "WatchEvent", e);
+            match e["type"].as_str() {
+                Some("ADDED") => conforms(&doc, item, &e["object"]),
+                Some("BOOKMARK") => conforms(&doc, "Bookmark", &e["object"]),
+                other => panic!("{uri}: unexpected event {other:?}"),
+            }
+        }
+    }
+    let a = get(&f.router, "/v1/devices/demo-freezer", &[]).await;
+    conforms(&doc, "Device", &a.body);
+    assert_eq!(a.body["online"], true);
+    assert_eq!(a.body["labels"]["site"], "demo");
+    let a = get(&f.router, "/v1/devices/nobody", &[]).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.body["code"], "not_found");
+    conforms(&doc, "Problem", &a.body);
+
+    let a = get(&f.router, "/v1/rejects", &[]).await;
+    conforms(&doc, "RejectList", &a.body);
+    let items = a.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    conforms(&doc, "Reject", &items[0]);
+
+    // Every problem code the routes use is documented.
+    let codes: BTreeSet<String> = doc["components"]["schemas"]["Problem"]["properties"]["code"]
+        ["enum"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    for uri in [
+        "/v1/readings?colour=red",
+        "/v1/readings?filter=value%20%3E",
+        "/v1/readings?resourceVersion=nonsense",
+        "/v1/readings?resourceVersion=deadbeef-1",
+        "/v1/devices/nobody",
+    ] {
+        let a = get(&f.router, uri, &[]).await;
+        let code = a.body["code"].as_str().expect("code");
+        assert!(codes.contains(code), "{uri}: {code}");
+        conforms(&doc, "Problem", &a.body);
+    }
+}
