@@ -73,7 +73,8 @@ pub(crate) fn watch<T: Item>(
                 match blocking(move || Ok((s.seq_at_time(ts)?, s.oldest()?))).await {
                     Ok((seq, oldest)) => seq.saturating_sub(1).max(oldest),
                     Err(e) => {
-                        yield WatchEvent::Error { status: 500, code: "internal", message: e.to_string(), oldest: None };
+                        tracing::error!(collection = coll.name, error = %e, "watch stream failed");
+                        yield WatchEvent::Error { status: 500, code: "internal", message: "the hub could not read its store; see its log".into(), oldest: None };
                         return;
                     }
                 }
@@ -91,7 +92,8 @@ pub(crate) fn watch<T: Item>(
                         seq
                     }
                     Err(e) => {
-                        yield WatchEvent::Error { status: 500, code: "internal", message: e.to_string(), oldest: None };
+                        tracing::error!(collection = coll.name, error = %e, "watch stream failed");
+                        yield WatchEvent::Error { status: 500, code: "internal", message: "the hub could not read its store; see its log".into(), oldest: None };
                         return;
                     }
                 }
@@ -137,7 +139,8 @@ pub(crate) fn watch<T: Item>(
                         return;
                     }
                     Err(e) => {
-                        yield WatchEvent::Error { status: 500, code: "internal", message: e.to_string(), oldest: None };
+                        tracing::error!(collection = coll.name, error = %e, "watch stream failed");
+                        yield WatchEvent::Error { status: 500, code: "internal", message: "the hub could not read its store; see its log".into(), oldest: None };
                         return;
                     }
                 };
