@@ -2,7 +2,13 @@
 //! MQTT at a fixed rate; prints publish-to-delivery latency (p50/p99/max),
 //! events delivered, and the hub's CPU time and RSS.
 //!
-//! usage: fanout HTTP_PORT MQTT_PORT HUB_PID WATCHERS RATE SECONDS
+//! usage: fanout HTTP_PORT MQTT_PORT HUB_PID WATCHERS RATE SECONDS [MODE]
+//! MODE: `readings` (default: SSE watch of /v1/readings), `watch-latest`
+//! (SSE watch of /v1/latest with throttleSeconds=1: a dashboard repainting
+//! once a second), `watch-latest-live` (the same without throttling: every
+//! change) or `poll-latest` (GET /v1/latest once a second on a
+//! kept-alive connection). For the last two, "delivered" counts the updates
+//! a client saw (a newer value than it had).
 //! (the hub must be running; loopback only; bounded in count and time)
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -56,6 +62,7 @@ async fn main() {
     let arg = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (http, mqtt, pid) = (arg(0, 8080) as u16, arg(1, 1883) as u16, arg(2, 0) as u32);
     let (watchers, rate, secs) = (arg(3, 1000), arg(4, 1000), arg(5, 10).min(120));
+    let mode = args.get(6).cloned().unwrap_or_else(|| "readings".into());
 
     let delivered = Arc::new(AtomicU64::new(0));
     let samples: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
@@ -64,18 +71,88 @@ async fn main() {
     for w in 0..watchers {
         let (delivered, samples, connected) =
             (delivered.clone(), samples.clone(), connected.clone());
+        let mode = mode.clone();
         tokio::spawn(async move {
             let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", http)).await else {
                 return;
             };
-            let req = "GET /v1/readings?watch=true&device=fan HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n";
+            // Latency is sampled on one client in ten to keep memory small.
+            let sample = w % 10 == 0;
+            let record = |data: &str, last: &mut f64| {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
+                    return;
+                };
+                let items: Vec<serde_json::Value> = match v["items"].as_array() {
+                    Some(a) => a.clone(),
+                    None => vec![v["object"].clone()],
+                };
+                for it in items {
+                    let Some(sent) = it["value"].as_f64() else {
+                        continue;
+                    };
+                    if sent > *last {
+                        *last = sent;
+                        delivered.fetch_add(1, Relaxed);
+                        if sample {
+                            samples.lock().map(|mut s| s.push(now_ms() - sent)).ok();
+                        }
+                    }
+                }
+            };
+            if mode == "poll-latest" {
+                connected.fetch_add(1, Relaxed);
+                let mut last = 0.0;
+                let (r, mut wr) = s.into_split();
+                let mut rd = BufReader::new(r);
+                // Spread the polls over the second, like independent dashboards.
+                tokio::time::sleep(Duration::from_millis((w * 997 % 1000) as u64)).await;
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                while Instant::now() < stop {
+                    tick.tick().await;
+                    let req = "GET /v1/latest?device=fan HTTP/1.1\r\nHost: b\r\n\r\n";
+                    if wr.write_all(req.as_bytes()).await.is_err() {
+                        break;
+                    }
+                    // Head, then a body of Content-Length bytes.
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        match rd.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if tokio::io::AsyncReadExt::read_exact(&mut rd, &mut body)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    record(&String::from_utf8_lossy(&body), &mut last);
+                }
+                return;
+            }
+            let path = match mode.as_str() {
+                "watch-latest" => "/v1/latest?watch=true&device=fan&throttleSeconds=1",
+                "watch-latest-live" => "/v1/latest?watch=true&device=fan",
+                _ => "/v1/readings?watch=true&device=fan",
+            };
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n");
             if s.write_all(req.as_bytes()).await.is_err() {
                 return;
             }
             connected.fetch_add(1, Relaxed);
             let mut lines = BufReader::new(s).lines();
-            // Latency is sampled on one watcher in ten to keep memory small.
-            let sample = w % 10 == 0;
+            let mut last = 0.0;
             while Instant::now() < stop {
                 let Ok(Ok(Some(line))) =
                     tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await
@@ -85,17 +162,10 @@ async fn main() {
                 let Some(data) = line.strip_prefix("data: ") else {
                     continue;
                 };
-                if !data.starts_with("{\"type\":\"ADDED\"") {
+                if data.contains("\"type\":\"BOOKMARK\"") {
                     continue;
                 }
-                delivered.fetch_add(1, Relaxed);
-                if sample {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
-                        if let Some(sent) = v["object"]["value"].as_f64() {
-                            samples.lock().map(|mut s| s.push(now_ms() - sent)).ok();
-                        }
-                    }
-                }
+                record(data, &mut last);
             }
         });
     }
@@ -133,8 +203,17 @@ async fn main() {
             )
             .await;
     }
-    let want = total * watchers;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = if mode == "readings" {
+        total * watchers
+    } else {
+        u64::MAX
+    };
+    let deadline = Instant::now()
+        + if mode == "readings" {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_secs(2)
+        };
     while delivered.load(Relaxed) < want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -144,7 +223,7 @@ async fn main() {
     let mut s = samples.lock().map(|s| s.clone()).unwrap_or_default();
     s.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "fanout: watchers={watchers} rate={rate}/s seconds={secs} delivered={} of {want} latency_ms p50={:.1} p99={:.1} max={:.1} hub_cpu={:.2}s ({:.0}% of one core) hub_rss={:.1} MiB",
+        "fanout: mode={mode} clients={watchers} rate={rate}/s seconds={secs} delivered={} latency_ms p50={:.1} p99={:.1} max={:.1} hub_cpu={:.2}s ({:.0}% of one core) hub_rss={:.1} MiB",
         delivered.load(Relaxed),
         percentile(&s, 0.5),
         percentile(&s, 0.99),
@@ -152,5 +231,10 @@ async fn main() {
         (cpu1 - cpu0) as f64 / ticks,
         100.0 * (cpu1 - cpu0) as f64 / ticks / elapsed,
         rss as f64 / 1024.0
+    );
+    let n = delivered.load(Relaxed).max(1);
+    println!(
+        "hub CPU per delivered update: {:.1} us",
+        (cpu1 - cpu0) as f64 / ticks / n as f64 * 1e6
     );
 }
