@@ -105,7 +105,7 @@ async fn main() {
                 let (r, mut wr) = s.into_split();
                 let mut rd = BufReader::new(r);
                 // Spread the polls over the second, like independent dashboards.
-                tokio::time::sleep(Duration::from_millis((w * 997 % 1000) as u64)).await;
+                tokio::time::sleep(Duration::from_millis(w * 997 % 1000)).await;
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 while Instant::now() < stop {
                     tick.tick().await;
@@ -188,7 +188,7 @@ async fn main() {
     let (cpu0, _) = proc_stats(pid);
     let start = Instant::now();
     let total = rate * secs;
-    let every = Duration::from_secs_f64(1.0 / rate as f64);
+    let every = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     for i in 0..total {
         let due = start + every.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
