@@ -354,6 +354,36 @@ impl CurlStream {
     }
 }
 
+impl CurlStream {
+    /// Parsed NDJSON events (or SSE `data:` lines) until `stop` says so or
+    /// `timeout` passes.
+    pub fn events_until(
+        &self,
+        timeout: Duration,
+        mut stop: impl FnMut(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let end = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while Instant::now() < end && !stop(&out) {
+            let Some(line) = self.next_line(Duration::from_millis(200)) else {
+                continue;
+            };
+            let json = line.strip_prefix("data: ").unwrap_or(&line);
+            if json.starts_with('{') {
+                out.push(serde_json::from_str(json).expect("event json"));
+            }
+        }
+        out
+    }
+}
+
+/// The seq of a resourceVersion (tests only: clients treat it as opaque).
+pub fn seq_of(rv: &str) -> u64 {
+    rv.rsplit_once('-')
+        .and_then(|(_, s)| s.parse().ok())
+        .expect("resourceVersion")
+}
+
 impl Drop for CurlStream {
     fn drop(&mut self) {
         let _ = self.child.kill();

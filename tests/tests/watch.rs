@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use telltale_tests::{curl, mosquitto_pub, wait_until, Agent, CurlStream, Hub};
+use telltale_tests::{curl, mosquitto_pub, seq_of, wait_until, Agent, CurlStream, Hub};
 
 const FAST: &str = "[store]\ncommit_interval_ms = 50\n";
 
@@ -14,39 +14,12 @@ fn counter(limit: u64) -> String {
     )
 }
 
-/// Parsed NDJSON events (or SSE `data:` lines) until `stop` says so or
-/// `timeout` passes.
-fn events_until(
-    s: &CurlStream,
-    timeout: Duration,
-    mut stop: impl FnMut(&[Value]) -> bool,
-) -> Vec<Value> {
-    let end = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while Instant::now() < end && !stop(&out) {
-        let Some(line) = s.next_line(Duration::from_millis(200)) else {
-            continue;
-        };
-        let json = line.strip_prefix("data: ").unwrap_or(&line);
-        if json.starts_with('{') {
-            out.push(serde_json::from_str(json).expect("event json"));
-        }
-    }
-    out
-}
-
 fn added_seqs(events: &[Value]) -> Vec<u64> {
     events
         .iter()
         .filter(|e| e["type"] == "ADDED")
         .map(|e| e["object"]["seq"].as_u64().expect("seq"))
         .collect()
-}
-
-fn seq_of(rv: &str) -> u64 {
-    rv.rsplit_once('-')
-        .and_then(|(_, s)| s.parse().ok())
-        .expect("rv")
 }
 
 #[test]
@@ -83,7 +56,7 @@ fn snapshot_then_watch_from_its_version_misses_and_repeats_nothing() {
         &hub.url(&format!("/v1/readings?watch=true&resourceVersion={rv}")),
         &[],
     );
-    let events = events_until(&watch, Duration::from_secs(30), |ev| {
+    let events = watch.events_until(Duration::from_secs(30), |ev| {
         ev.iter().filter(|e| e["type"] == "ADDED").count() + seqs.len() >= 2000
     });
     seqs.extend(added_seqs(&events));
@@ -102,9 +75,7 @@ fn sse_reconnect_with_last_event_id_gets_exactly_what_it_missed() {
     );
     let url = hub.url("/v1/readings?watch=true");
     let first = CurlStream::start(&url, &["-H", "Accept: text/event-stream"]);
-    let got = events_until(&first, Duration::from_secs(20), |ev| {
-        added_seqs(ev).len() >= 200
-    });
+    let got = first.events_until(Duration::from_secs(20), |ev| added_seqs(ev).len() >= 200);
     drop(first);
     let seen = added_seqs(&got);
     let last = *seen.last().expect("some events");
@@ -117,7 +88,7 @@ fn sse_reconnect_with_last_event_id_gets_exactly_what_it_missed() {
         .expect("epoch");
     let id = format!("Last-Event-ID: {epoch}-{last}");
     let again = CurlStream::start(&url, &["-H", "Accept: text/event-stream", "-H", &id]);
-    let more = events_until(&again, Duration::from_secs(30), |ev| {
+    let more = again.events_until(Duration::from_secs(30), |ev| {
         added_seqs(ev).last().is_some_and(|s| *s >= 1500)
     });
     let resumed = added_seqs(&more);
@@ -310,7 +281,7 @@ fn latest_with_initial_events_then_live_changes() {
         &hub.url("/v1/latest?watch=true&sendInitialEvents=true"),
         &[],
     );
-    let initial = events_until(&s, Duration::from_secs(10), |ev| {
+    let initial = s.events_until(Duration::from_secs(10), |ev| {
         ev.iter().any(|e| e["type"] == "BOOKMARK")
     });
     let added: Vec<_> = initial.iter().filter(|e| e["type"] == "ADDED").collect();
@@ -319,7 +290,7 @@ fn latest_with_initial_events_then_live_changes() {
     assert_eq!(bookmark["type"], "BOOKMARK");
     assert_eq!(bookmark["object"]["initialEventsEnd"], true);
     mosquitto_pub(hub.mqtt_port, "a", r#"[{"n":"temp","v":5}]"#);
-    let live = events_until(&s, Duration::from_secs(10), |ev| {
+    let live = s.events_until(Duration::from_secs(10), |ev| {
         ev.iter().any(|e| e["type"] == "MODIFIED")
     });
     let m = live
@@ -344,7 +315,7 @@ fn a_filtered_watch_that_matches_nothing_gets_advancing_heartbeats() {
         &hub.url("/v1/readings?watch=true&device=nobody&heartbeatSeconds=1"),
         &[],
     );
-    let got = events_until(&s, Duration::from_secs(10), |ev| ev.len() >= 3);
+    let got = s.events_until(Duration::from_secs(10), |ev| ev.len() >= 3);
     assert!(got.iter().all(|e| e["type"] == "BOOKMARK"), "{got:?}");
     let rvs: Vec<u64> = got
         .iter()

@@ -11,30 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use telltale_tests::{mosquitto_pub, wait_until, Agent, CurlStream, Hub};
+use telltale_tests::{mosquitto_pub, seq_of, wait_until, Agent, CurlStream, Hub};
 
 const HUB: &str = "[store]\ncommit_interval_ms = 100\n";
-
-/// Parsed NDJSON events (or SSE `data:` lines) until `stop` says so or
-/// `timeout` passes.
-fn events_until(
-    s: &CurlStream,
-    timeout: Duration,
-    mut stop: impl FnMut(&[Value]) -> bool,
-) -> Vec<Value> {
-    let end = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while Instant::now() < end && !stop(&out) {
-        let Some(line) = s.next_line(Duration::from_millis(200)) else {
-            continue;
-        };
-        let json = line.strip_prefix("data: ").unwrap_or(&line);
-        if json.starts_with('{') {
-            out.push(serde_json::from_str(json).expect("event json"));
-        }
-    }
-    out
-}
 
 /// Every line of the stream until curl ends (the server closed it) or
 /// `timeout` passes; and whether it ended.
@@ -49,12 +28,6 @@ fn lines_to_end(s: &CurlStream, timeout: Duration) -> (Vec<String>, bool) {
         }
     }
     (out, false)
-}
-
-fn seq_of(rv: &str) -> u64 {
-    rv.rsplit_once('-')
-        .and_then(|(_, s)| s.parse().ok())
-        .expect("rv")
 }
 
 /// The hub's resident set size in KiB, from /proc/<pid>/status.
@@ -395,7 +368,7 @@ fn throttled_latest_gets_about_one_event_per_second_and_the_final_value() {
         &hub.url("/v1/latest?watch=true&throttleSeconds=1&device=thr&sendInitialEvents=true"),
         &[],
     );
-    let initial = events_until(&s, Duration::from_secs(10), |ev| !ev.is_empty());
+    let initial = s.events_until(Duration::from_secs(10), |ev| !ev.is_empty());
     assert_eq!(initial.len(), 1, "{initial:?}");
     assert_eq!(initial[0]["type"], "BOOKMARK", "{initial:?}");
     assert_eq!(initial[0]["object"]["initialEventsEnd"], true);
@@ -479,7 +452,7 @@ fn sigterm_ends_every_stream_with_a_final_bookmark() {
         readings.next_line(Duration::from_secs(10)).is_some(),
         "no heartbeat on the readings watch"
     );
-    let initial = events_until(&devices, Duration::from_secs(10), |ev| {
+    let initial = devices.events_until(Duration::from_secs(10), |ev| {
         ev.iter().any(|e| e["type"] == "BOOKMARK")
     });
     assert!(
@@ -494,7 +467,7 @@ fn sigterm_ends_every_stream_with_a_final_bookmark() {
             &format!(r#"[{{"n":"t","v":{i}}},{{"n":"h","v":{i}}}]"#),
         );
     }
-    let before = events_until(&readings, Duration::from_secs(10), |ev| {
+    let before = readings.events_until(Duration::from_secs(10), |ev| {
         ev.iter().filter(|e| e["type"] == "ADDED").count() >= 6
     });
     let last_added = before
@@ -612,7 +585,7 @@ fn device_presence_follows_birth_and_last_will() {
         &hub.url("/v1/devices?watch=true&sendInitialEvents=true"),
         &[],
     );
-    let initial = events_until(&s, Duration::from_secs(10), |ev| {
+    let initial = s.events_until(Duration::from_secs(10), |ev| {
         ev.iter().any(|e| e["type"] == "BOOKMARK")
     });
     let added: Vec<&Value> = initial
@@ -625,7 +598,7 @@ fn device_presence_follows_birth_and_last_will() {
     let t0 = Instant::now();
     agent.kill();
     let mut offline = None;
-    let events = events_until(&s, Duration::from_secs(60), |ev| {
+    let events = s.events_until(Duration::from_secs(60), |ev| {
         offline = ev
             .iter()
             .find(|e| {
