@@ -101,9 +101,9 @@ struct Device {
     last_seq: u64,
 }
 
-async fn fill(path: PathBuf, batches: u64, readings: usize) -> anyhow::Result<Device> {
-    let (outbox, _) = SharedOutbox::open(&path, u64::MAX >> 1).await?;
-    let cfg = SimulatedSource {
+/// The simulated source every bench device reads.
+fn bench_source() -> SimulatedSource {
+    SimulatedSource {
         metric: "bench/temp".to_owned(),
         unit: Some("Cel".to_owned()),
         interval_ms: 1,
@@ -113,8 +113,12 @@ async fn fill(path: PathBuf, batches: u64, readings: usize) -> anyhow::Result<De
         period_secs: 60.0,
         noise: 0.1,
         limit: None,
-    };
-    let mut sim = Simulator::new(&cfg);
+    }
+}
+
+async fn fill(path: PathBuf, batches: u64, readings: usize) -> anyhow::Result<Device> {
+    let (outbox, _) = SharedOutbox::open(&path, u64::MAX >> 1).await?;
+    let mut sim = Simulator::new(&bench_source());
     let mut rng = StdRng::from_os_rng();
     let t0 = now_secs();
     let mut last_seq = 0;
@@ -315,17 +319,7 @@ mod tests {
 
     #[test]
     fn bench_batches_fit_the_hub_limits() {
-        let mut sim = Simulator::new(&SimulatedSource {
-            metric: "bench/temp".to_owned(),
-            unit: None,
-            interval_ms: 1,
-            shape: crate::config::Shape::Sine,
-            base: 20.0,
-            amplitude: 5.0,
-            period_secs: 60.0,
-            noise: 0.1,
-            limit: None,
-        });
+        let mut sim = Simulator::new(&bench_source());
         let mut rng = StdRng::seed_from_u64(5);
         let b = batch(&mut sim, &mut rng, 1.7e9, 1000);
         let id = telltale_wire::BatchId {

@@ -3,7 +3,7 @@
 
 use rumqttc::QoS;
 use std::time::Duration;
-use telltale_tests::{mqtt_client, wait_until, Hub};
+use telltale_tests::{mosquitto_pub, mqtt_client, wait_until, Hub};
 
 fn topic(device: &str) -> String {
     format!("telltale/v1/devices/{device}/telemetry")
@@ -94,20 +94,11 @@ async fn bad_payloads_are_rejected_with_reasons_and_ingest_goes_on() {
 async fn mosquitto_pub_json_reading_is_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = Hub::start(dir.path(), "[store]\ncommit_interval_ms = 50\n");
-    let status = std::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &hub.mqtt_port.to_string(),
-            "-q",
-            "1",
-        ])
-        .args(["-t", "telltale/v1/devices/hand-1/telemetry"])
-        .args(["-m", r#"[{"n":"temp","u":"Cel","v":21.5}]"#])
-        .status()
-        .expect("mosquitto_pub runs (apt-get install mosquitto-clients)");
-    assert!(status.success());
+    mosquitto_pub(
+        hub.mqtt_port,
+        "hand-1",
+        r#"[{"n":"temp","u":"Cel","v":21.5}]"#,
+    );
     let reader = hub.reader();
     assert!(wait_until(Duration::from_secs(10), || {
         reader.count_readings().unwrap_or(0) == 1

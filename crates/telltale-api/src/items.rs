@@ -32,6 +32,24 @@ fn value_field(v: &StoredValue) -> Option<FieldValue<'_>> {
     }
 }
 
+/// The filter fields of anything shaped like a reading (a reading, a latest
+/// value).
+fn reading_field<'a>(
+    f: Field<'_>,
+    device: &'a str,
+    metric: &'a str,
+    unit: Option<&'a str>,
+    value: &'a StoredValue,
+) -> Option<FieldValue<'a>> {
+    match f {
+        Field::Device => Some(FieldValue::Str(device)),
+        Field::Metric => Some(FieldValue::Str(metric)),
+        Field::Unit => unit.map(FieldValue::Str),
+        Field::Value => value_field(value),
+        _ => None,
+    }
+}
+
 /// A reading of `/v1/readings`.
 #[derive(Debug)]
 pub struct ReadingItem {
@@ -51,13 +69,8 @@ impl ReadingItem {
 
 impl Fields for ReadingItem {
     fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
-        match f {
-            Field::Device => Some(FieldValue::Str(&self.row.device)),
-            Field::Metric => Some(FieldValue::Str(&self.row.metric)),
-            Field::Unit => self.row.unit.as_deref().map(FieldValue::Str),
-            Field::Value => value_field(&self.row.value),
-            _ => None,
-        }
+        let r = &self.row;
+        reading_field(f, &r.device, &r.metric, r.unit.as_deref(), &r.value)
     }
 }
 
@@ -108,13 +121,8 @@ impl LatestItem {
 
 impl Fields for LatestItem {
     fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
-        match f {
-            Field::Device => Some(FieldValue::Str(&self.row.device)),
-            Field::Metric => Some(FieldValue::Str(&self.row.metric)),
-            Field::Unit => self.row.unit.as_deref().map(FieldValue::Str),
-            Field::Value => value_field(&self.row.value),
-            _ => None,
-        }
+        let r = &self.row;
+        reading_field(f, &r.device, &r.metric, r.unit.as_deref(), &r.value)
     }
 }
 

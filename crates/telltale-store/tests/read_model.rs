@@ -3,12 +3,13 @@
 //! the upgrade of a version-1 database, and the reader's log queries.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use telltale_store::writer::{self, AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
+use telltale_store::writer::{IncomingBatch, Reject, WriteOp};
 use telltale_store::{now_ms, Presence, Reader, Retention, StoreConfig, StoredValue};
 use telltale_wire::decode::{Reading, Value};
-use tokio::sync::mpsc;
+
+mod common;
+use common::open;
 
 /// Every group ends at its `sync`: one `sync` is one commit.
 fn one_group_per_sync() -> StoreConfig {
@@ -16,19 +17,6 @@ fn one_group_per_sync() -> StoreConfig {
         commit_interval_ms: 60_000,
         ..StoreConfig::default()
     }
-}
-
-fn open(
-    path: &Path,
-    config: StoreConfig,
-) -> (
-    WriterHandle,
-    std::thread::JoinHandle<()>,
-    mpsc::UnboundedReceiver<Vec<AckOut>>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (w, j) = writer::start(path, config, tx).expect("store opens");
-    (w, j, rx)
 }
 
 /// A reading of `metric` taken `ago_ms` before `now`.

@@ -1,12 +1,14 @@
 //! The writer against a real SQLite file: idempotent batches and acks,
 //! retention as a ring, bounded rejects, sequence and epoch across reopen.
 
-use std::path::Path;
-use telltale_store::writer::{self, AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
+use telltale_store::writer::{AckOut, IncomingBatch, Reject, WriteOp};
 use telltale_store::{Reader, Retention, StoreConfig};
 use telltale_wire::decode::{Reading, Value};
 use telltale_wire::BatchId;
 use tokio::sync::mpsc;
+
+mod common;
+use common::open;
 
 fn readings(n: usize, start: f64) -> Vec<Reading> {
     (0..n)
@@ -25,19 +27,6 @@ fn batch(device: &str, id: Option<(u64, u64, u64)>, n: usize, start: f64) -> Wri
         batch: id.map(|(outbox, seq, low)| BatchId { outbox, seq, low }),
         readings: readings(n, start),
     })
-}
-
-fn open(
-    path: &Path,
-    config: StoreConfig,
-) -> (
-    WriterHandle,
-    std::thread::JoinHandle<()>,
-    mpsc::UnboundedReceiver<Vec<AckOut>>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (w, j) = writer::start(path, config, tx).expect("store opens");
-    (w, j, rx)
 }
 
 fn drain(rx: &mut mpsc::UnboundedReceiver<Vec<AckOut>>) -> Vec<AckOut> {
