@@ -2,11 +2,29 @@
 //! them: a store row, its filter fields, and its JSON, serialized once.
 
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use std::sync::{Arc, OnceLock};
 use telltale_filter::{Field, FieldValue, Fields};
 use telltale_store::{DeviceRow, LatestRow, StoredReading, StoredValue};
 use telltale_watch::Item;
+
+/// An item's watch event in its usual form (`ADDED` in a log, `ADDED` or
+/// `MODIFIED` by [`Item::created`] in a state collection), encoded once per
+/// transport and shared by every watcher that sends it.
+#[derive(Debug, Default)]
+pub struct Frames {
+    /// `event:`, `id:` and `data:` lines and the blank line.
+    pub sse: OnceLock<Bytes>,
+    /// One JSON line.
+    pub ndjson: OnceLock<Bytes>,
+}
+
+/// An item that keeps its encoded events.
+pub trait Framed: Item {
+    /// The item's cache.
+    fn frames(&self) -> &Frames;
+}
 
 /// RFC 3339 text of a time in ms since the epoch.
 pub fn rfc3339(ms: i64) -> String {
@@ -56,6 +74,7 @@ pub struct ReadingItem {
     pub row: StoredReading,
     /// Built by the first reader that needs it, then shared.
     json: OnceLock<String>,
+    frames: Frames,
 }
 
 impl ReadingItem {
@@ -63,7 +82,14 @@ impl ReadingItem {
         Arc::new(ReadingItem {
             row,
             json: OnceLock::new(),
+            frames: Frames::default(),
         })
+    }
+}
+
+impl Framed for ReadingItem {
+    fn frames(&self) -> &Frames {
+        &self.frames
     }
 }
 
@@ -106,6 +132,7 @@ pub struct LatestItem {
     pub row: LatestRow,
     key: String,
     json: OnceLock<String>,
+    frames: Frames,
 }
 
 impl LatestItem {
@@ -115,7 +142,14 @@ impl LatestItem {
             row,
             key,
             json: OnceLock::new(),
+            frames: Frames::default(),
         })
+    }
+}
+
+impl Framed for LatestItem {
+    fn frames(&self) -> &Frames {
+        &self.frames
     }
 }
 
@@ -157,6 +191,13 @@ impl Item for LatestItem {
 pub struct DeviceItem {
     pub row: DeviceRow,
     json: String,
+    frames: Frames,
+}
+
+impl Framed for DeviceItem {
+    fn frames(&self) -> &Frames {
+        &self.frames
+    }
 }
 
 impl DeviceItem {
@@ -170,7 +211,11 @@ impl DeviceItem {
             "labels": row.labels,
         })
         .to_string();
-        Arc::new(DeviceItem { row, json })
+        Arc::new(DeviceItem {
+            row,
+            json,
+            frames: Frames::default(),
+        })
     }
 
     fn state(&self) -> &'static str {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use telltale_store::writer::{Committed, ReadingsSwitch};
+use telltale_store::writer::{Changes, ReadingsSwitch};
 use telltale_watch::{Collection, Kind};
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -151,7 +151,7 @@ impl std::fmt::Debug for AppState {
 /// store, so watchers never see a gap.
 pub async fn feed(
     state: AppState,
-    mut commits: broadcast::Receiver<Arc<Committed>>,
+    mut commits: broadcast::Receiver<Arc<Changes>>,
     readings_switch: ReadingsSwitch,
 ) {
     loop {
@@ -166,7 +166,10 @@ pub async fn feed(
                     && c.readings.is_empty()
                     && c.last_seq > state.readings.last_seq()
                 {
-                    // Committed before the store knew a watcher had come.
+                    // Written before the store knew a watcher had come.
+                    if c.committed {
+                        state.readings.committed(c.last_seq);
+                    }
                     state.readings.resync().await
                 } else if watched {
                     state
@@ -177,6 +180,14 @@ pub async fn feed(
                     state.readings.advance(c.last_seq);
                     Ok(())
                 };
+                if !c.committed {
+                    // Readings shared before their commit: nothing else moved.
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "feeding watchers failed");
+                    }
+                    continue;
+                }
+                state.readings.committed(c.last_seq);
                 let l = if state.latest.has_watchers() {
                     state
                         .latest
@@ -186,6 +197,7 @@ pub async fn feed(
                     state.latest.advance(c.latest_seq);
                     Ok(())
                 };
+                state.latest.committed(c.latest_seq);
                 let d = if state.devices.has_watchers() {
                     state
                         .devices
@@ -195,6 +207,7 @@ pub async fn feed(
                     state.devices.advance(c.devices_seq);
                     Ok(())
                 };
+                state.devices.committed(c.devices_seq);
                 r.and(l).and(d)
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {

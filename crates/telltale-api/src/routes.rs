@@ -6,8 +6,9 @@ use crate::problem::Problem;
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use crate::items::Framed;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -124,6 +125,64 @@ fn list_body<T: Item>(
         .into_response()
 }
 
+/// Events a stream writes at once, at most (those ready together).
+const BATCH: usize = 256;
+
+/// How a watch stream is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Sse,
+    Ndjson,
+}
+
+/// One event in `wire`'s form.
+fn encode_event<T: Item>(coll: &Collection<T>, e: &WatchEvent<T>, wire: Wire) -> Bytes {
+    let (json, name, id) = event_json(coll, e);
+    match wire {
+        Wire::Sse => {
+            let mut out = String::with_capacity(json.len() + 64);
+            out.push_str("event: ");
+            out.push_str(name);
+            out.push('\n');
+            if let Some(id) = id {
+                out.push_str("id: ");
+                out.push_str(&id);
+                out.push('\n');
+            }
+            // The JSON is compact: one line.
+            out.push_str("data: ");
+            out.push_str(&json);
+            out.push_str("\n\n");
+            Bytes::from(out)
+        }
+        Wire::Ndjson => {
+            let mut out = json;
+            out.push('\n');
+            Bytes::from(out)
+        }
+    }
+}
+
+/// An event's bytes: an item's event in its usual form is encoded once and
+/// shared by all watchers; anything else is encoded here.
+fn frame<T: Framed>(coll: &Collection<T>, e: &WatchEvent<T>, wire: Wire) -> Bytes {
+    if let WatchEvent::Item { kind, item } = e {
+        let usual = if coll.kind == Kind::Log || item.created() {
+            EventType::Added
+        } else {
+            EventType::Modified
+        };
+        if *kind == usual {
+            let cache = match wire {
+                Wire::Sse => &item.frames().sse,
+                Wire::Ndjson => &item.frames().ndjson,
+            };
+            return cache.get_or_init(|| encode_event(coll, e, wire)).clone();
+        }
+    }
+    encode_event(coll, e, wire)
+}
+
 /// One event as JSON, with its SSE event name and id.
 fn event_json<T: Item>(
     coll: &Collection<T>,
@@ -186,7 +245,7 @@ fn wants_sse(headers: &HeaderMap) -> bool {
 }
 
 /// Serves one collection route.
-pub async fn serve_collection<T: Item>(
+pub async fn serve_collection<T: Framed>(
     state: &AppState,
     coll: &Arc<Collection<T>>,
     list_kind: &'static str,
@@ -236,30 +295,28 @@ pub async fn serve_collection<T: Item>(
             shutdown: state.shutdown.clone(),
         });
         let coll = coll.clone();
-        if wants_sse(headers) {
-            let events = stream.map(move |e| {
-                let _held = &permit;
-                let (json, name, id) = event_json(&coll, &e);
-                let mut ev = Event::default().event(name).data(json);
-                if let Some(id) = id {
-                    ev = ev.id(id);
-                }
-                Ok::<_, Infallible>(ev)
-            });
-            return Ok(Sse::new(events).into_response());
-        }
-        let lines = stream.map(move |e| {
+        let (wire, content_type) = if wants_sse(headers) {
+            (Wire::Sse, "text/event-stream")
+        } else {
+            (Wire::Ndjson, "application/x-ndjson")
+        };
+        // Events that are ready together go out as one body chunk (one
+        // write), each copied from its shared encoding.
+        let body = stream.ready_chunks(BATCH).map(move |events| {
             let _held = &permit;
-            let (mut json, _, _) = event_json(&coll, &e);
-            json.push('\n');
-            Ok::<_, Infallible>(bytes::Bytes::from(json))
+            let frames: Vec<Bytes> = events.iter().map(|e| frame(&coll, e, wire)).collect();
+            let bytes = match frames.as_slice() {
+                [one] => one.clone(),
+                many => Bytes::from(many.concat()),
+            };
+            Ok::<_, Infallible>(bytes)
         });
         return Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-ndjson"),
-            )],
-            Body::from_stream(lines),
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            Body::from_stream(body),
         )
             .into_response());
     }

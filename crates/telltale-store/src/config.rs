@@ -13,6 +13,11 @@ pub struct StoreConfig {
     pub commit_interval_ms: u64,
     /// Commit a group early once it holds this many readings.
     pub commit_max_rows: usize,
+    /// Readings are shared with watchers at most this long after they are
+    /// inserted, before their group commits (ms; 0: only at the commit).
+    /// Watchers then see a reading within tens of milliseconds while the
+    /// disk still sees one commit per `commit_interval_ms`.
+    pub visible_interval_ms: u64,
     /// SQLite `synchronous`: `full` (a commit survives power loss; one WAL
     /// fsync per commit) or `normal` (survives a crash of the hub only).
     pub synchronous: Synchronous,
@@ -31,6 +36,7 @@ impl Default for StoreConfig {
         Self {
             commit_interval_ms: 250,
             commit_max_rows: 500_000,
+            visible_interval_ms: 20,
             synchronous: Synchronous::Full,
             retention: Retention::default(),
             max_rejects: 10_000,
@@ -44,6 +50,11 @@ impl StoreConfig {
     /// The commit interval as a `Duration`.
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// The visible interval as a `Duration`.
+    pub fn visible_interval(&self) -> Duration {
+        Duration::from_millis(self.visible_interval_ms)
     }
 }
 

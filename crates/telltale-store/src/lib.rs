@@ -10,7 +10,7 @@
 //! and labels (`devices`).
 //!
 //! Writes go through one writer thread ([`writer`]) that commits in groups
-//! and then publishes what changed ([`Committed`]); reads open their own
+//! and then publishes what changed ([`Changes`]); reads open their own
 //! connections ([`Reader`]). This crate never talks MQTT or HTTP and never
 //! decides what is valid: it stores what it is given.
 
@@ -23,7 +23,7 @@ pub mod writer;
 pub use config::{Retention, StoreConfig, Synchronous};
 pub use reader::{DeviceRow, LatestRow, Reader, RejectRow, StoredReading, StoredValue};
 pub use writer::{
-    AckOut, Committed, IncomingBatch, Presence, Reject, StoreStats, WriteOp, WriterHandle,
+    AckOut, Changes, IncomingBatch, Presence, Reject, StoreStats, WriteOp, WriterHandle,
 };
 
 use std::path::PathBuf;

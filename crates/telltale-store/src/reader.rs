@@ -5,7 +5,7 @@
 //! (`readings_*`), the latest reading per device and metric (`latest_*`) and
 //! the devices (`device*`), each with its own sequence ([`Reader::collection_seqs`]).
 //! Every answer is owned rows; names are `Arc<str>` like the rows the writer
-//! publishes in [`crate::Committed`].
+//! publishes in [`crate::Changes`].
 
 use crate::schema;
 use crate::StoreError;
@@ -295,7 +295,7 @@ impl Reader {
 
     /// Up to `limit` devices changed after `seq`, in seq order. A device
     /// changes when it is new, when its presence, agent or labels change, or
-    /// when its `last_seen` moved more than 10 s; see [`crate::Committed::devices`].
+    /// when its `last_seen` moved more than 10 s; see [`crate::Changes::devices`].
     pub fn devices_after(&self, seq: u64, limit: usize) -> Result<Vec<DeviceRow>, StoreError> {
         let mut q = self.conn.prepare_cached(&format!(
             "{DEVICE_SELECT} WHERE seq > ?1 ORDER BY seq LIMIT ?2"

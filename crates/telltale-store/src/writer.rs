@@ -108,14 +108,26 @@ pub struct AckOut {
     pub upto: u64,
 }
 
-/// What one commit made durable, for watchers and rules. Sent only for a
-/// commit that changed at least one collection, and only filled while
-/// someone subscribes.
+/// What changed in the store, for watchers and rules: either readings
+/// inserted by a group that has not committed yet (`committed` false; shared
+/// early so that watchers need not wait for the group commit), or what a
+/// commit made durable (`committed` true). Sent only when something
+/// changed, and only filled while someone subscribes.
+///
+/// Readings shared before their commit have seqs the store has reserved
+/// durably beforehand: if the hub dies before the commit, those seqs are
+/// skipped after the restart, never given to other readings, so a watcher
+/// that saw one can still resume from it. (Their readings are then lost
+/// unless the sender sends them again: an agent does, as it had no ack.)
 #[derive(Debug)]
-pub struct Committed {
-    /// The readings committed, in seq order (empty when nobody subscribes).
+pub struct Changes {
+    /// Whether this is a commit. `false`: only `readings` and `last_seq` are
+    /// meaningful, and the readings are not durable yet.
+    pub committed: bool,
+    /// The readings inserted (not yet committed) or committed and not sent
+    /// before, in seq order (empty when nobody subscribes to readings).
     pub readings: Vec<StoredReading>,
-    /// Last reading seq after this commit.
+    /// Last reading seq in the log after this change.
     pub last_seq: u64,
     /// The latest rows this commit changed, in latest seq order.
     pub latest: Vec<LatestRow>,
@@ -166,7 +178,7 @@ pub struct StoreStats {
 pub struct ReadingsSwitch(Arc<std::sync::atomic::AtomicBool>);
 
 impl ReadingsSwitch {
-    /// Turns [`Committed::readings`] on or off from the next group on.
+    /// Turns [`Changes::readings`] on or off from the next group on.
     pub fn set(&self, on: bool) {
         self.0.store(on, Relaxed);
     }
@@ -180,14 +192,14 @@ pub struct WriterHandle {
     pub epoch: Arc<str>,
     /// Counters.
     pub stats: Arc<StoreStats>,
-    events: broadcast::Sender<Arc<Committed>>,
-    /// Whether [`Committed::readings`] is wanted (someone watches readings).
+    events: broadcast::Sender<Arc<Changes>>,
+    /// Whether [`Changes::readings`] is wanted (someone watches readings).
     readings_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WriterHandle {
     /// The switch that says whether subscribers need each committed
-    /// reading in [`Committed::readings`] (on at start). Off, the list stays
+    /// reading in [`Changes::readings`] (on at start). Off, the list stays
     /// empty (its seqs are in `last_seq`), which spares building a row per
     /// reading at full rate. Holding it does not keep the writer alive.
     pub fn readings_switch(&self) -> ReadingsSwitch {
@@ -214,10 +226,10 @@ impl WriterHandle {
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 
-    /// Committed changes (readings, latest rows, devices) as they happen. A
+    /// Changes (readings, latest rows, devices) as they happen. A
     /// receiver that lags misses commits (`RecvError::Lagged`) and must read
     /// them from the store.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
         self.events.subscribe()
     }
 
@@ -237,7 +249,8 @@ pub fn start(
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let conn = schema::open(path, Kind::Hub, config.synchronous)?;
     let epoch: Arc<str> = schema::epoch(&conn)?.into();
-    let next_seq = schema::meta_seq(&conn, "readings_seq")? + 1;
+    let reserve = config.commit_max_rows as u64 + RESERVE_SLACK;
+    let (next_seq, reserved, gaps) = skip_reserved(&conn, reserve)?;
     let next_latest_seq = schema::meta_seq(&conn, "latest_seq")? + 1;
     let next_devices_seq = schema::meta_seq(&conn, "devices_seq")? + 1;
     let oldest: Option<u64> = conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
@@ -257,6 +270,12 @@ pub fn start(
             next_latest_seq,
             next_devices_seq,
             oldest_seq: oldest.unwrap_or(next_seq),
+            reserved,
+            gaps: gaps
+                .into_iter()
+                .filter(|g| oldest.is_some_and(|o| g.0 >= o))
+                .collect(),
+            gaps_dirty: true,
             devices: HashMap::default(),
             presence: HashMap::default(),
             names: HashMap::default(),
@@ -287,7 +306,7 @@ struct Writer {
     conn: Connection,
     state: State,
     acks: mpsc::UnboundedSender<Vec<AckOut>>,
-    events: broadcast::Sender<Arc<Committed>>,
+    events: broadcast::Sender<Arc<Changes>>,
     readings_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -303,6 +322,15 @@ struct State {
     next_devices_seq: u64,
     /// Oldest seq still in the log.
     oldest_seq: u64,
+    /// Reading seqs up to here are reserved by a committed `meta` row: they
+    /// may be shown to watchers before their group commits.
+    reserved: u64,
+    /// Seqs never used (start, length), oldest first, all at or above
+    /// `oldest_seq`: left by a crash or a failed commit after readings were
+    /// shown early. Retention counts rows without them.
+    gaps: Vec<(u64, u64)>,
+    /// `gaps` changed since the last commit.
+    gaps_dirty: bool,
     /// Interned device names: name → (id, shared name).
     devices: HashMap<String, (i64, Arc<str>)>,
     /// The devices collection's view of each device met so far, by id,
@@ -404,6 +432,8 @@ struct Group {
     device_rows: Vec<DeviceRow>,
     /// Whether each reading goes into `readings` for subscribers.
     want_readings: bool,
+    /// Last seq of the readings shown before the commit (0: none).
+    shown: u64,
 }
 
 impl Writer {
@@ -426,6 +456,8 @@ impl Writer {
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
             let deadline = Instant::now() + interval;
+            let visible = self.state.config.visible_interval();
+            let mut show_at = Instant::now() + visible;
             let want_events = self.events.receiver_count() > 0;
             let want_readings = want_events && self.readings_wanted.load(Relaxed);
             let mut group = Group {
@@ -433,6 +465,7 @@ impl Writer {
                 ..Group::default()
             };
             let mut closing = false;
+            let mut reserve = self.state.reserved;
             let result = (|| -> Result<(), StoreError> {
                 let tx = self
                     .conn
@@ -444,11 +477,20 @@ impl Writer {
                     // which costs more than the inserts at small batch sizes.
                     while group.rows < self.state.config.commit_max_rows && group.syncs.is_empty() {
                         match rx.try_recv() {
-                            Ok(op) => self.state.apply(&tx, op, &mut group)?,
+                            Ok(op) => {
+                                self.state.apply(&tx, op, &mut group)?;
+                                if group.readings.len() >= SHOW_ROWS {
+                                    show(&self.events, &self.state, &mut group);
+                                }
+                            }
                             Err(flume::TryRecvError::Empty) => {
                                 let now = Instant::now();
                                 if now >= deadline {
                                     break;
+                                }
+                                if !visible.is_zero() && now >= show_at {
+                                    show(&self.events, &self.state, &mut group);
+                                    show_at = now + visible;
                                 }
                                 std::thread::sleep(POLL.min(deadline - now));
                             }
@@ -466,6 +508,17 @@ impl Writer {
                 self.state.retention(&tx, group.rows as u64)?;
                 self.state.flush_outboxes(&tx)?;
                 schema::meta_set(&tx, "readings_seq", &(self.state.next_seq - 1).to_string())?;
+                // Reserve the seqs the next group may show before its commit
+                // (none after the last commit: a clean stop leaves no gap).
+                reserve = if closing {
+                    self.state.next_seq - 1
+                } else {
+                    self.state.next_seq - 1 + self.state.config.commit_max_rows as u64 + RESERVE_SLACK
+                };
+                schema::meta_set(&tx, "readings_reserved", &reserve.to_string())?;
+                if self.state.gaps_dirty {
+                    schema::meta_set(&tx, "readings_gaps", &gaps_text(&self.state.gaps))?;
+                }
                 let t = Instant::now();
                 tx.commit()?;
                 let s = &self.state.stats;
@@ -476,6 +529,8 @@ impl Writer {
             let s = self.state.stats.clone();
             match result {
                 Ok(()) => {
+                    self.state.reserved = reserve;
+                    self.state.gaps_dirty = false;
                     s.commits.fetch_add(1, Relaxed);
                     s.readings.fetch_add(group.rows as u64, Relaxed);
                     s.last_seq.store(self.state.next_seq - 1, Relaxed);
@@ -503,9 +558,11 @@ impl Writer {
                     if want_events
                         && !(group.readings.is_empty()
                             && group.latest_rows.is_empty()
-                            && group.device_rows.is_empty())
+                            && group.device_rows.is_empty()
+                            && group.shown == 0)
                     {
-                        let _ = self.events.send(Arc::new(Committed {
+                        let _ = self.events.send(Arc::new(Changes {
+                            committed: true,
                             readings: group.readings,
                             last_seq: self.state.next_seq - 1,
                             latest: group.latest_rows,
@@ -526,11 +583,25 @@ impl Writer {
                     if let Err(e) = self.state.reload(&self.conn) {
                         tracing::error!(error = %e, "store state reload failed");
                     }
+                    // Seqs shown to watchers are never given out again.
+                    if group.shown >= self.state.next_seq {
+                        let st = &mut self.state;
+                        st.gaps.push((st.next_seq, group.shown + 1 - st.next_seq));
+                        st.gaps_dirty = true;
+                        st.next_seq = group.shown + 1;
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
             }
             if closing {
                 break;
+            }
+        }
+        // A clean stop leaves no reserved seqs behind (no gap at the next start).
+        if self.state.reserved >= self.state.next_seq {
+            let last = (self.state.next_seq - 1).to_string();
+            if let Err(e) = schema::meta_set(&self.conn, "readings_reserved", &last) {
+                tracing::error!(error = %e, "store could not release its reserved seqs");
             }
         }
         let s = &self.state.stats;
@@ -544,6 +615,79 @@ impl Writer {
             "store writer stopped"
         );
     }
+}
+
+/// Shares the group's readings so far with subscribers before the commit,
+/// if their seqs are reserved.
+fn show(events: &broadcast::Sender<Arc<Changes>>, state: &State, group: &mut Group) {
+    let Some(last) = group.readings.last().map(|r| r.seq) else {
+        return;
+    };
+    if last > state.reserved {
+        return;
+    }
+    group.shown = last;
+    let _ = events.send(Arc::new(Changes {
+            committed: false,
+        readings: std::mem::take(&mut group.readings),
+        last_seq: last,
+        latest: Vec::new(),
+        latest_seq: state.stats.latest_seq.load(Relaxed),
+        devices: Vec::new(),
+        devices_seq: state.stats.devices_seq.load(Relaxed),
+    }));
+}
+
+/// Readings a group may show before its commit beyond `commit_max_rows`
+/// (the last batch of a group may pass that bound).
+const RESERVE_SLACK: u64 = 1_000_000;
+
+/// Readings shown at once before a commit, at most.
+const SHOW_ROWS: usize = 1024;
+
+/// Where the readings sequence goes on at start: after the last committed
+/// seq, or after the seqs reserved by the last commit when the hub stopped
+/// without its final commit (some may have been shown to watchers). Then
+/// reserves `reserve` seqs for the first group. Returns the next seq, the
+/// seqs reserved up to, and the gaps in the log.
+fn skip_reserved(
+    conn: &Connection,
+    reserve: u64,
+) -> Result<(u64, u64, Vec<(u64, u64)>), StoreError> {
+    let mut last = schema::meta_seq(conn, "readings_seq")?;
+    let reserved = schema::meta_seq(conn, "readings_reserved")?;
+    let mut gaps = parse_gaps(&schema::meta_get(conn, "readings_gaps")?.unwrap_or_default());
+    let tx = conn.unchecked_transaction()?;
+    if reserved > last {
+        tracing::warn!(
+            from = last + 1,
+            to = reserved,
+            "the hub stopped without its last commit: reading seqs it may have shown are skipped"
+        );
+        gaps.push((last + 1, reserved - last));
+        last = reserved;
+        schema::meta_set(&tx, "readings_seq", &last.to_string())?;
+        schema::meta_set(&tx, "readings_gaps", &gaps_text(&gaps))?;
+    }
+    schema::meta_set(&tx, "readings_reserved", &(last + reserve).to_string())?;
+    tx.commit()?;
+    Ok((last + 1, last + reserve, gaps))
+}
+
+fn gaps_text(gaps: &[(u64, u64)]) -> String {
+    gaps.iter()
+        .map(|(s, n)| format!("{s}:{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_gaps(text: &str) -> Vec<(u64, u64)> {
+    text.split(',')
+        .filter_map(|g| {
+            let (s, n) = g.split_once(':')?;
+            Some((s.parse().ok()?, n.parse().ok()?))
+        })
+        .collect()
 }
 
 fn value_sql(v: &Value) -> ToSqlOutput<'_> {
@@ -951,7 +1095,7 @@ impl State {
         let budget = (inserted * 2).max(chunk);
         let mut deleted = 0;
         while deleted < budget {
-            let held = self.next_seq - self.oldest_seq;
+            let held = self.held();
             if held == 0 {
                 break;
             }
@@ -962,7 +1106,19 @@ impl State {
             } else {
                 break;
             };
-            let new_oldest = self.oldest_seq + n;
+            // The n oldest rows end below `new_oldest`, past any gap among them.
+            let mut new_oldest = self.oldest_seq;
+            let mut left = n;
+            while let Some(&(start, len)) = self.gaps.first() {
+                if start - new_oldest > left {
+                    break;
+                }
+                left -= start - new_oldest;
+                new_oldest = start + len;
+                self.gaps.remove(0);
+                self.gaps_dirty = true;
+            }
+            new_oldest += left;
             tx.prepare_cached("DELETE FROM readings WHERE seq < ?1")?
                 .execute([new_oldest as i64])?;
             self.oldest_seq = new_oldest;
@@ -972,10 +1128,16 @@ impl State {
         Ok(())
     }
 
+    /// Readings in the log.
+    fn held(&self) -> u64 {
+        let skipped: u64 = self.gaps.iter().map(|g| g.1).sum();
+        (self.next_seq - self.oldest_seq).saturating_sub(skipped)
+    }
+
     /// Whether any retention bound is passed now.
     fn over_bounds(&self, conn: &Connection) -> Result<bool, StoreError> {
         let r = &self.config.retention;
-        let held = self.next_seq - self.oldest_seq;
+        let held = self.held();
         Ok(held > 0
             && (held > r.max_rows
                 || self.too_old(conn, r.max_age_secs)?

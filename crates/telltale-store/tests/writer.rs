@@ -314,3 +314,73 @@ async fn old_readings_age_out_but_one_stale_clock_does_not_empty_the_ring() {
         "two-hour-old readings aged out"
     );
 }
+
+#[tokio::test]
+async fn readings_are_shown_before_their_commit_and_their_seqs_never_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let config = StoreConfig {
+        commit_interval_ms: 3_000,
+        visible_interval_ms: 10,
+        retention: Retention {
+            max_rows: 10,
+            delete_batch: 100,
+            ..Retention::default()
+        },
+        ..StoreConfig::default()
+    };
+    // The first group commits at once (its sync), so the next one may show
+    // its readings before its own commit.
+    let (w, j, _acks) = open(&db, config.clone());
+    let mut changes = w.subscribe();
+    w.send(batch("a", None, 2, 0.0)).await.expect("send");
+    assert_eq!(w.sync().await.expect("sync"), 2);
+    w.send(batch("a", None, 3, 2.0)).await.expect("send");
+    let shown = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        loop {
+            let c = changes.recv().await.expect("changes");
+            if !c.committed {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("readings shown well before the 3 s commit");
+    assert_eq!(
+        shown.readings.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    let r = Reader::open(&db).expect("reader");
+    assert_eq!(r.count_readings().expect("count"), 2, "not committed yet");
+    assert_eq!(w.sync().await.expect("sync"), 5);
+    drop(w);
+    j.join().expect("writer ends");
+
+    // A clean stop releases the reserved seqs: no gap.
+    let (w, j, _acks) = open(&db, config.clone());
+    w.send(batch("a", None, 1, 5.0)).await.expect("send");
+    assert_eq!(w.sync().await.expect("sync"), 6);
+    drop(w);
+    j.join().expect("writer ends");
+
+    // A crash leaves the reservation of its last commit behind (as if seqs
+    // up to 1006 had been shown): they are skipped, and the ring still
+    // keeps `max_rows` real readings.
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute(
+            "UPDATE meta SET value = '1006' WHERE key = 'readings_reserved'",
+            [],
+        )
+        .expect("update");
+    let (w, _j, _acks) = open(&db, config);
+    assert_eq!(r.collection_seqs().expect("seqs").0, 1006);
+    w.send(batch("a", None, 7, 6.0)).await.expect("send");
+    assert_eq!(w.sync().await.expect("sync"), 1013);
+    assert_eq!(r.count_readings().expect("count"), 10);
+    assert_eq!(r.seq_range().expect("range"), Some((4, 1013)));
+    w.send(batch("a", None, 3, 13.0)).await.expect("send");
+    assert_eq!(w.sync().await.expect("sync"), 1016);
+    assert_eq!(r.count_readings().expect("count"), 10);
+    assert_eq!(r.seq_range().expect("range"), Some((1007, 1016)));
+}

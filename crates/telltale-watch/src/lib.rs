@@ -151,6 +151,10 @@ pub struct Collection<T: Item> {
     live: broadcast::Sender<Arc<[Arc<T>]>>,
     /// The last seq published to the ring.
     published: AtomicU64,
+    /// The last seq the store has committed (the ring may run ahead of it:
+    /// readings are shared before their group commits). A watcher catching
+    /// up waits on it instead of reading the store in a loop.
+    durable: tokio::sync::watch::Sender<u64>,
     source: Arc<dyn Source<T>>,
 }
 
@@ -230,9 +234,20 @@ pub enum Cursor {
     State { after_key: String },
 }
 
+/// Store reads running at once, across all collections. Thousands of
+/// watchers connecting together queue here instead of each taking a
+/// blocking thread and an SQLite connection (memory that the allocator
+/// would keep long after).
+const STORE_READS: usize = 4;
+static STORE_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORE_READS);
+
 async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, SourceError> + Send + 'static,
 ) -> Result<R, SourceError> {
+    let _permit = STORE_PERMITS
+        .acquire()
+        .await
+        .map_err(|e| SourceError(format!("store reads closed: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| SourceError(format!("store task failed: {e}")))?
@@ -255,6 +270,7 @@ impl<T: Item> Collection<T> {
             epoch,
             live,
             published: AtomicU64::new(last),
+            durable: tokio::sync::watch::Sender::new(last),
             source,
         })
     }
@@ -294,6 +310,9 @@ impl<T: Item> Collection<T> {
             let after = self.last_seq();
             let page = blocking(move || s.after(after, PAGE)).await?;
             let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                self.committed(last.seq());
+            }
             self.publish(page);
             if !full {
                 return Ok(());
@@ -311,6 +330,22 @@ impl<T: Item> Collection<T> {
     /// the gap at its next chunk and reads it from the store.
     pub fn advance(&self, seq: u64) {
         self.published.fetch_max(seq, SeqCst);
+    }
+
+    /// Records that the store has committed everything up to `seq`.
+    pub fn committed(&self, seq: u64) {
+        self.durable.send_if_modified(|d| {
+            let moved = seq > *d;
+            *d = (*d).max(seq);
+            moved
+        });
+    }
+
+    /// Waits until the store has committed everything up to `seq`.
+    pub(crate) async fn wait_committed(&self, seq: u64) {
+        let mut rx = self.durable.subscribe();
+        // The sender lives as long as the collection.
+        let _ = rx.wait_for(|&d| d >= seq).await;
     }
 
     /// The last seq published.
@@ -483,12 +518,43 @@ impl<T: Item> Collection<T> {
             if !items.is_empty() {
                 return Ok((items, cursor));
             }
-            // Nothing yet: wait for the next commit (or a lag, which also
-            // means new entries), then read again.
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return Ok((Vec::new(), cursor)),
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok((Vec::new(), cursor)),
-                Ok(_) => {}
+            // Nothing yet: take the next changes from the ring as they come.
+            // Only a gap (a lag, or changes shared before this request
+            // subscribed) sends it back to the store, once they are committed.
+            loop {
+                let chunk = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Ok((Vec::new(), cursor))
+                    }
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => None,
+                    Ok(Ok(chunk)) if chunk.first().is_some_and(|f| f.seq() > cursor + 1) => None,
+                    Ok(Ok(chunk)) => Some(chunk),
+                };
+                let Some(chunk) = chunk else {
+                    let target = self.last_seq();
+                    if tokio::time::timeout_at(deadline, self.wait_committed(target))
+                        .await
+                        .is_err()
+                    {
+                        return Ok((Vec::new(), cursor));
+                    }
+                    break;
+                };
+                for it in chunk.iter() {
+                    if it.seq() <= cursor {
+                        continue;
+                    }
+                    if items.len() == limit {
+                        break;
+                    }
+                    cursor = it.seq();
+                    if filter.matches(&**it) {
+                        items.push(it.clone());
+                    }
+                }
+                if !items.is_empty() {
+                    return Ok((items, cursor));
+                }
             }
         }
     }

@@ -5,7 +5,7 @@ use crate::{blocking, Collection, EventType, Item, Kind, Start, WatchEvent, Watc
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// What woke the live loop.
@@ -115,9 +115,13 @@ pub(crate) fn watch<T: Item>(
         let mut flush = tokio::time::interval(throttle.as_ref().map_or(Duration::from_secs(3600), |t| t.every));
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
+        // The stream's end came while it waited for a commit.
+        let mut ending = false;
         'outer: loop {
-            // Catch up from the store.
-            loop {
+            // Catch up from the store (nothing to read when the ring has
+            // everything after the cursor: a watch from now, a fresh
+            // resume).
+            while cursor < coll.last_seq().max(*coll.durable.borrow()) {
                 let s = coll.source.clone();
                 let c = cursor;
                 let read = blocking(move || {
@@ -163,25 +167,39 @@ pub(crate) fn watch<T: Item>(
                     }
                 }
                 if !full {
-                    break;
+                    let target = coll.last_seq();
+                    if cursor >= target {
+                        break;
+                    }
+                    // The ring runs ahead of the store (readings shared before
+                    // their commit) and this watcher missed that part of it:
+                    // wait for the commit, then read it.
+                    tokio::select! {
+                        biased;
+                        _ = req.shutdown.cancelled() => { ending = true; break; }
+                        _ = tokio::time::sleep_until(end) => { ending = true; break; }
+                        _ = coll.wait_committed(target) => {}
+                    }
                 }
             }
             since = None;
 
             // Live.
             loop {
-                let wake = tokio::select! {
+                let wake = if ending { Wake::End } else { tokio::select! {
                     biased;
                     _ = req.shutdown.cancelled() => Wake::End,
                     _ = tokio::time::sleep_until(end) => Wake::End,
-                    r = rx.recv() => match r {
+                    // A throttled watcher takes the ring's chunks only when its
+                    // window ends, so it wakes once per window, not per commit.
+                    r = rx.recv(), if throttle.is_none() => match r {
                         Ok(chunk) => Wake::Chunk(chunk),
                         Err(RecvError::Lagged(_)) => Wake::Lagged,
                         Err(RecvError::Closed) => Wake::Closed,
                     },
                     _ = flush.tick(), if throttle.is_some() => Wake::Flush,
                     _ = heartbeat.tick() => Wake::Heartbeat,
-                };
+                } };
                 match wake {
                     Wake::Chunk(chunk) => {
                         // Sequences are contiguous: a chunk that starts past
@@ -213,6 +231,35 @@ pub(crate) fn watch<T: Item>(
                     Wake::Lagged => continue 'outer,
                     Wake::Flush => {
                         if let Some(t) = throttle.as_mut() {
+                            let mut behind = false;
+                            loop {
+                                match rx.try_recv() {
+                                    Ok(chunk) => {
+                                        if chunk.first().is_some_and(|f| f.seq() > cursor + 1) {
+                                            behind = true;
+                                            break;
+                                        }
+                                        for it in chunk.iter() {
+                                            if it.seq() > cursor {
+                                                cursor = it.seq();
+                                                if req.filter.matches(&**it) {
+                                                    t.put(it.clone());
+                                                }
+                                            }
+                                        }
+                                    }
+                                    Err(TryRecvError::Lagged(_)) => {
+                                        behind = true;
+                                        break;
+                                    }
+                                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                                }
+                            }
+                            if behind {
+                                // Read the rest from the store; the changes wait
+                                // for the next window.
+                                continue 'outer;
+                            }
                             for it in t.take() {
                                 yield WatchEvent::Item { kind: kind_of(&it), item: it };
                                 heartbeat.reset();

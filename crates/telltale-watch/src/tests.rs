@@ -112,13 +112,35 @@ impl Fixture {
 
     /// Commits and publishes items.
     fn commit(&self, items: Vec<Arc<It>>) {
+        let last = items.last().map(|i| i.seq);
         self.mem.log.lock().unwrap().extend(items.iter().cloned());
         self.coll.publish(items);
+        if let Some(last) = last {
+            self.coll.committed(last);
+        }
     }
 
     /// Commits without publishing (as if the watcher lagged).
     fn store_only(&self, items: Vec<Arc<It>>) {
+        let last = items.last().map(|i| i.seq);
         self.mem.log.lock().unwrap().extend(items);
+        if let Some(last) = last {
+            self.coll.committed(last);
+        }
+    }
+
+    /// Publishes before the store commits (readings shown early).
+    fn show(&self, items: Vec<Arc<It>>) {
+        self.coll.publish(items);
+    }
+
+    /// The store commits what was shown.
+    fn commit_shown(&self, items: Vec<Arc<It>>) {
+        let last = items.last().map(|i| i.seq);
+        self.mem.log.lock().unwrap().extend(items);
+        if let Some(last) = last {
+            self.coll.committed(last);
+        }
     }
 }
 
@@ -404,4 +426,32 @@ async fn changes_advanced_without_watchers_are_read_from_the_store() {
     f.coll.advance(3);
     f.commit(vec![it(4, "a", 0.0)]);
     assert_eq!(seqs(&take(&mut w, 4).await), [1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_watcher_behind_changes_shown_before_their_commit_waits_for_it() {
+    let f = Fixture::new(Kind::Log);
+    f.commit((1..=3).map(|s| it(s, "a", 0.0)).collect());
+    // Shown to the ring, not yet in the store.
+    let early: Vec<_> = (4..=6).map(|s| it(s, "a", 0.0)).collect();
+    f.show(early.clone());
+    // A watcher resuming at 2 subscribes after 4..=6 went by: the store
+    // has only 3 so far; it must wait for the commit, not skip or spin.
+    let mut w = Box::pin(f.coll.watch(req(Start::After(2))));
+    assert_eq!(seqs(&take(&mut w, 1).await), [3]);
+    let pending = tokio::time::timeout(Duration::from_millis(200), w.next()).await;
+    assert!(pending.is_err(), "nothing to send before the commit");
+    f.commit_shown(early);
+    f.commit(vec![it(7, "a", 0.0)]);
+    assert_eq!(seqs(&take(&mut w, 4).await), [4, 5, 6, 7]);
+
+    // A long poll gets shown changes from the ring as they come.
+    let coll = f.coll.clone();
+    let poll = tokio::spawn(async move {
+        coll.wait_after(7, &Filter::all(), 10, Duration::from_secs(5)).await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.show(vec![it(8, "a", 0.0)]);
+    let (items, rv) = poll.await.unwrap().unwrap();
+    assert_eq!((items.len(), rv), (1, 8));
 }

@@ -2,13 +2,15 @@
 //! MQTT at a fixed rate; prints publish-to-delivery latency (p50/p99/max),
 //! events delivered, and the hub's CPU time and RSS.
 //!
-//! usage: fanout HTTP_PORT MQTT_PORT HUB_PID WATCHERS RATE SECONDS [MODE]
+//! usage: fanout HTTP_PORT MQTT_PORT HUB_PID WATCHERS RATE SECONDS [MODE] [SERIES]
 //! MODE: `readings` (default: SSE watch of /v1/readings), `watch-latest`
 //! (SSE watch of /v1/latest with throttleSeconds=1: a dashboard repainting
 //! once a second), `watch-latest-live` (the same without throttling: every
 //! change) or `poll-latest` (GET /v1/latest once a second on a
-//! kept-alive connection). For the last two, "delivered" counts the updates
-//! a client saw (a newer value than it had).
+//! kept-alive connection). For the last three, "delivered" counts the item
+//! updates a client saw (a newer value for a metric than it had).
+//! SERIES (default 1): readings go round-robin to metrics `lat0`..`latN-1`
+//! of device `fan`, as on a dashboard that shows many series.
 //! (the hub must be running; loopback only; bounded in count and time)
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -63,6 +65,7 @@ async fn main() {
     let (http, mqtt, pid) = (arg(0, 8080) as u16, arg(1, 1883) as u16, arg(2, 0) as u32);
     let (watchers, rate, secs) = (arg(3, 1000), arg(4, 1000), arg(5, 10).min(120));
     let mode = args.get(6).cloned().unwrap_or_else(|| "readings".into());
+    let series = arg(7, 1).max(1);
 
     let delivered = Arc::new(AtomicU64::new(0));
     let samples: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
@@ -78,7 +81,14 @@ async fn main() {
             };
             // Latency is sampled on one client in ten to keep memory small.
             let sample = w % 10 == 0;
-            let record = |data: &str, last: &mut f64| {
+            let record = |data: &str, last: &mut std::collections::HashMap<String, f64>| {
+                // A log watcher gets every reading once: count it, and parse
+                // it only where latency is sampled (the client's own CPU is
+                // on the same machine as the hub's).
+                if mode == "readings" && !sample {
+                    delivered.fetch_add(1, Relaxed);
+                    return;
+                }
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
                     return;
                 };
@@ -90,8 +100,12 @@ async fn main() {
                     let Some(sent) = it["value"].as_f64() else {
                         continue;
                     };
-                    if sent > *last {
-                        *last = sent;
+                    let metric = it["metric"].as_str().unwrap_or_default();
+                    let seen = last.entry(metric.to_owned()).or_insert(0.0);
+                    // A log sends each reading once; state collections count
+                    // only a value newer than the client had.
+                    if mode == "readings" || sent > *seen {
+                        *seen = sent;
                         delivered.fetch_add(1, Relaxed);
                         if sample {
                             samples.lock().map(|mut s| s.push(now_ms() - sent)).ok();
@@ -101,7 +115,7 @@ async fn main() {
             };
             if mode == "poll-latest" {
                 connected.fetch_add(1, Relaxed);
-                let mut last = 0.0;
+                let mut last = std::collections::HashMap::new();
                 let (r, mut wr) = s.into_split();
                 let mut rd = BufReader::new(r);
                 // Spread the polls over the second, like independent dashboards.
@@ -151,8 +165,35 @@ async fn main() {
                 return;
             }
             connected.fetch_add(1, Relaxed);
+            if mode == "readings" && !sample {
+                // Count events in the raw bytes: splitting a million lines a
+                // second into strings would make this client the bottleneck.
+                let finder = memchr::memmem::Finder::new(b"\"type\":\"ADDED\"");
+                let keep = b"\"type\":\"ADDED\"".len() - 1;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut carry = 0;
+                while Instant::now() < stop {
+                    let read = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::io::AsyncReadExt::read(&mut s, &mut buf[carry..]),
+                    )
+                    .await;
+                    let Ok(Ok(n)) = read else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    let end = carry + n;
+                    let hits = finder.find_iter(&buf[..end]).count();
+                    delivered.fetch_add(hits as u64, Relaxed);
+                    // Keep a tail shorter than the pattern: a match split
+                    // across reads is counted once, in the next read.
+                    carry = keep.min(end);
+                    buf.copy_within(end - carry..end, 0);
+                }
+                return;
+            }
             let mut lines = BufReader::new(s).lines();
-            let mut last = 0.0;
+            let mut last = std::collections::HashMap::new();
             while Instant::now() < stop {
                 let Ok(Ok(Some(line))) =
                     tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await
@@ -193,7 +234,7 @@ async fn main() {
         let due = start + every.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
         // The value carries the publish time (ms) so a watcher can measure latency.
-        let payload = format!(r#"[{{"n":"lat","v":{:.3}}}]"#, now_ms());
+        let payload = format!(r#"[{{"n":"lat{}","v":{:.3}}}]"#, i % series, now_ms());
         let _ = client
             .publish(
                 "telltale/v1/devices/fan/telemetry",
@@ -223,7 +264,7 @@ async fn main() {
     let mut s = samples.lock().map(|s| s.clone()).unwrap_or_default();
     s.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "fanout: mode={mode} clients={watchers} rate={rate}/s seconds={secs} delivered={} latency_ms p50={:.1} p99={:.1} max={:.1} hub_cpu={:.2}s ({:.0}% of one core) hub_rss={:.1} MiB",
+        "fanout: mode={mode} clients={watchers} rate={rate}/s seconds={secs} series={series} delivered={} latency_ms p50={:.1} p99={:.1} max={:.1} hub_cpu={:.2}s ({:.0}% of one core) hub_rss={:.1} MiB",
         delivered.load(Relaxed),
         percentile(&s, 0.5),
         percentile(&s, 0.99),
