@@ -1,13 +1,13 @@
 //! The collection routes: one handler for the three ways to read any
 //! collection (snapshot list, long poll, watch stream as SSE or NDJSON).
 
+use crate::items::Framed;
 use crate::params::Params;
 use crate::problem::Problem;
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use crate::items::Framed;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::convert::Infallible;

@@ -513,7 +513,9 @@ impl Writer {
                 reserve = if closing {
                     self.state.next_seq - 1
                 } else {
-                    self.state.next_seq - 1 + self.state.config.commit_max_rows as u64 + RESERVE_SLACK
+                    self.state.next_seq - 1
+                        + self.state.config.commit_max_rows as u64
+                        + RESERVE_SLACK
                 };
                 schema::meta_set(&tx, "readings_reserved", &reserve.to_string())?;
                 if self.state.gaps_dirty {
@@ -628,7 +630,7 @@ fn show(events: &broadcast::Sender<Arc<Changes>>, state: &State, group: &mut Gro
     }
     group.shown = last;
     let _ = events.send(Arc::new(Changes {
-            committed: false,
+        committed: false,
         readings: std::mem::take(&mut group.readings),
         last_seq: last,
         latest: Vec::new(),
@@ -645,6 +647,9 @@ const RESERVE_SLACK: u64 = 1_000_000;
 /// Readings shown at once before a commit, at most.
 const SHOW_ROWS: usize = 1024;
 
+/// Seqs never used: (first, count).
+type Gap = (u64, u64);
+
 /// Where the readings sequence goes on at start: after the last committed
 /// seq, or after the seqs reserved by the last commit when the hub stopped
 /// without its final commit (some may have been shown to watchers). Then
@@ -653,7 +658,7 @@ const SHOW_ROWS: usize = 1024;
 fn skip_reserved(
     conn: &Connection,
     reserve: u64,
-) -> Result<(u64, u64, Vec<(u64, u64)>), StoreError> {
+) -> Result<(u64, u64, Vec<Gap>), StoreError> {
     let mut last = schema::meta_seq(conn, "readings_seq")?;
     let reserved = schema::meta_seq(conn, "readings_reserved")?;
     let mut gaps = parse_gaps(&schema::meta_get(conn, "readings_gaps")?.unwrap_or_default());

@@ -448,7 +448,8 @@ async fn a_watcher_behind_changes_shown_before_their_commit_waits_for_it() {
     // A long poll gets shown changes from the ring as they come.
     let coll = f.coll.clone();
     let poll = tokio::spawn(async move {
-        coll.wait_after(7, &Filter::all(), 10, Duration::from_secs(5)).await
+        coll.wait_after(7, &Filter::all(), 10, Duration::from_secs(5))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     f.show(vec![it(8, "a", 0.0)]);
