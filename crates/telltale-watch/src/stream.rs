@@ -2,7 +2,6 @@
 //! store, then the live ring; back to catch-up whenever the watcher lags.
 
 use crate::{blocking, Collection, EventType, Item, Kind, Start, WatchEvent, WatchRequest, PAGE};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -18,24 +17,40 @@ enum Wake<T> {
     End,
 }
 
-/// Pending throttled changes: newest version per key, emitted in seq order.
+/// Pending throttled changes: the newest version per key (no copy of the
+/// key: the item is hashed by it), emitted in seq order.
 struct Throttle<T> {
     every: Duration,
-    by_key: HashMap<String, u64>,
-    by_seq: BTreeMap<u64, Arc<T>>,
+    by_key: rustc_hash::FxHashSet<ByKey<T>>,
 }
+
+/// An item hashed and compared by its key.
+struct ByKey<T>(Arc<T>);
+
+impl<T: Item> std::hash::Hash for ByKey<T> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.key().hash(h);
+    }
+}
+
+impl<T: Item> PartialEq for ByKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl<T: Item> Eq for ByKey<T> {}
 
 impl<T: Item> Throttle<T> {
     fn put(&mut self, item: Arc<T>) {
-        if let Some(old) = self.by_key.insert(item.key().to_owned(), item.seq()) {
-            self.by_seq.remove(&old);
-        }
-        self.by_seq.insert(item.seq(), item);
+        // Items come in seq order: the newer replaces the older.
+        self.by_key.replace(ByKey(item));
     }
 
     fn take(&mut self) -> Vec<Arc<T>> {
-        self.by_key.clear();
-        std::mem::take(&mut self.by_seq).into_values().collect()
+        let mut items: Vec<_> = self.by_key.drain().map(|k| k.0).collect();
+        items.sort_unstable_by_key(|i| i.seq());
+        items
     }
 }
 
@@ -105,8 +120,7 @@ pub(crate) fn watch<T: Item>(
         let mut throttle = match (coll.kind, req.throttle) {
             (Kind::State, Some(every)) if !every.is_zero() => Some(Throttle {
                 every,
-                by_key: HashMap::new(),
-                by_seq: BTreeMap::new(),
+                by_key: Default::default(),
             }),
             _ => None,
         };
@@ -149,6 +163,9 @@ pub(crate) fn watch<T: Item>(
                     }
                 };
                 let full = page.len() == PAGE;
+                // The heartbeat restarts once per batch of events, not per
+                // event (a reset takes the timer wheel's lock).
+                let mut sent = false;
                 for it in page {
                     cursor = it.seq();
                     let in_time = since.is_none_or(|s| it.ts_ms().is_none_or(|t| t >= s));
@@ -158,13 +175,16 @@ pub(crate) fn watch<T: Item>(
                             None => {
                                 let kind = kind_of(&it);
                                 yield WatchEvent::Item { kind, item: it };
-                                heartbeat.reset();
+                                sent = true;
                             }
                         }
                     }
                     if throttle.is_none() {
                         delivered = cursor;
                     }
+                }
+                if sent {
+                    heartbeat.reset();
                 }
                 if !full {
                     let target = coll.last_seq();
@@ -208,6 +228,7 @@ pub(crate) fn watch<T: Item>(
                         if chunk.first().is_some_and(|f| f.seq() > cursor + 1) {
                             continue 'outer;
                         }
+                        let mut sent = false;
                         for it in chunk.iter() {
                             if it.seq() <= cursor {
                                 continue;
@@ -218,13 +239,16 @@ pub(crate) fn watch<T: Item>(
                                     Some(t) => t.put(it.clone()),
                                     None => {
                                         yield WatchEvent::Item { kind: kind_of(it), item: it.clone() };
-                                        heartbeat.reset();
+                                        sent = true;
                                     }
                                 }
                             }
                             if throttle.is_none() {
                                 delivered = cursor;
                             }
+                        }
+                        if sent {
+                            heartbeat.reset();
                         }
                     }
                     // Fell behind the shared ring: read what was missed from the store.
@@ -260,8 +284,12 @@ pub(crate) fn watch<T: Item>(
                                 // for the next window.
                                 continue 'outer;
                             }
-                            for it in t.take() {
+                            let items = t.take();
+                            let sent = !items.is_empty();
+                            for it in items {
                                 yield WatchEvent::Item { kind: kind_of(&it), item: it };
+                            }
+                            if sent {
                                 heartbeat.reset();
                             }
                         }
