@@ -655,10 +655,7 @@ type Gap = (u64, u64);
 /// without its final commit (some may have been shown to watchers). Then
 /// reserves `reserve` seqs for the first group. Returns the next seq, the
 /// seqs reserved up to, and the gaps in the log.
-fn skip_reserved(
-    conn: &Connection,
-    reserve: u64,
-) -> Result<(u64, u64, Vec<Gap>), StoreError> {
+fn skip_reserved(conn: &Connection, reserve: u64) -> Result<(u64, u64, Vec<Gap>), StoreError> {
     let mut last = schema::meta_seq(conn, "readings_seq")?;
     let reserved = schema::meta_seq(conn, "readings_reserved")?;
     let mut gaps = parse_gaps(&schema::meta_get(conn, "readings_gaps")?.unwrap_or_default());
