@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use telltale_store::writer::{Changes, ReadingsSwitch};
-use telltale_watch::{Collection, Kind};
+use telltale_watch::{Collection, Item, Kind, SourceError};
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -167,9 +167,6 @@ pub async fn feed(
                     && c.last_seq > state.readings.last_seq()
                 {
                     // Written before the store knew a watcher had come.
-                    if c.committed {
-                        state.readings.committed(c.last_seq);
-                    }
                     state.readings.resync().await
                 } else if watched {
                     state
@@ -180,35 +177,17 @@ pub async fn feed(
                     state.readings.advance(c.last_seq);
                     Ok(())
                 };
-                if !c.committed {
-                    // Readings shared before their commit: nothing else moved.
-                    if let Err(e) = r {
-                        tracing::error!(error = %e, "feeding watchers failed");
-                    }
-                    continue;
+                // Readings shared before their commit move nothing else.
+                if c.committed {
+                    state.readings.committed(c.last_seq);
+                    let l =
+                        feed_commit(&state.latest, &c.latest, c.latest_seq, LatestItem::new).await;
+                    let d = feed_commit(&state.devices, &c.devices, c.devices_seq, DeviceItem::new)
+                        .await;
+                    r.and(l).and(d)
+                } else {
+                    r
                 }
-                state.readings.committed(c.last_seq);
-                let l = if state.latest.has_watchers() {
-                    state
-                        .latest
-                        .publish_checked(c.latest.iter().cloned().map(LatestItem::new).collect())
-                        .await
-                } else {
-                    state.latest.advance(c.latest_seq);
-                    Ok(())
-                };
-                state.latest.committed(c.latest_seq);
-                let d = if state.devices.has_watchers() {
-                    state
-                        .devices
-                        .publish_checked(c.devices.iter().cloned().map(DeviceItem::new).collect())
-                        .await
-                } else {
-                    state.devices.advance(c.devices_seq);
-                    Ok(())
-                };
-                state.devices.committed(c.devices_seq);
-                r.and(l).and(d)
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 let r = state.readings.resync().await;
@@ -222,6 +201,25 @@ pub async fn feed(
             tracing::error!(error = %e, "feeding watchers failed");
         }
     }
+}
+
+/// Moves a state collection to a commit: shares the rows it changed, as
+/// items, if someone watches it; otherwise only moves its version.
+async fn feed_commit<T: Item, R: Clone>(
+    coll: &Collection<T>,
+    rows: &[R],
+    seq: u64,
+    item: impl Fn(R) -> Arc<T>,
+) -> Result<(), SourceError> {
+    let r = if coll.has_watchers() {
+        coll.publish_checked(rows.iter().cloned().map(item).collect())
+            .await
+    } else {
+        coll.advance(seq);
+        Ok(())
+    };
+    coll.committed(seq);
+    r
 }
 
 type Pairs = Query<Vec<(String, String)>>;

@@ -167,12 +167,7 @@ fn encode_event<T: Item>(coll: &Collection<T>, e: &WatchEvent<T>, wire: Wire) ->
 /// shared by all watchers; anything else is encoded here.
 fn frame<T: Framed>(coll: &Collection<T>, e: &WatchEvent<T>, wire: Wire) -> Bytes {
     if let WatchEvent::Item { kind, item } = e {
-        let usual = if coll.kind == Kind::Log || item.created() {
-            EventType::Added
-        } else {
-            EventType::Modified
-        };
-        if *kind == usual {
+        if *kind == coll.event_type(item) {
             let cache = match wire {
                 Wire::Sse => &item.frames().sse,
                 Wire::Ndjson => &item.frames().ndjson,

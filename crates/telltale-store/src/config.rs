@@ -52,6 +52,13 @@ impl StoreConfig {
         Duration::from_millis(self.commit_interval_ms)
     }
 
+    /// How many reading seqs each commit reserves for the next group to
+    /// show before its own commit: a group's rows, plus slack for the last
+    /// batch of a group, which may pass `commit_max_rows`.
+    pub fn reserve_span(&self) -> u64 {
+        self.commit_max_rows as u64 + 1_000_000
+    }
+
     /// The visible interval as a `Duration`.
     pub fn visible_interval(&self) -> Duration {
         Duration::from_millis(self.visible_interval_ms)

@@ -249,7 +249,7 @@ pub fn start(
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let conn = schema::open(path, Kind::Hub, config.synchronous)?;
     let epoch: Arc<str> = schema::epoch(&conn)?.into();
-    let reserve = config.commit_max_rows as u64 + RESERVE_SLACK;
+    let reserve = config.reserve_span();
     let (next_seq, reserved, gaps) = skip_reserved(&conn, reserve)?;
     let next_latest_seq = schema::meta_seq(&conn, "latest_seq")? + 1;
     let next_devices_seq = schema::meta_seq(&conn, "devices_seq")? + 1;
@@ -513,9 +513,7 @@ impl Writer {
                 reserve = if closing {
                     self.state.next_seq - 1
                 } else {
-                    self.state.next_seq - 1
-                        + self.state.config.commit_max_rows as u64
-                        + RESERVE_SLACK
+                    self.state.next_seq - 1 + self.state.config.reserve_span()
                 };
                 schema::meta_set(&tx, "readings_reserved", &reserve.to_string())?;
                 if self.state.gaps_dirty {
@@ -639,10 +637,6 @@ fn show(events: &broadcast::Sender<Arc<Changes>>, state: &State, group: &mut Gro
         devices_seq: state.stats.devices_seq.load(Relaxed),
     }));
 }
-
-/// Readings a group may show before its commit beyond `commit_max_rows`
-/// (the last batch of a group may pass that bound).
-const RESERVE_SLACK: u64 = 1_000_000;
 
 /// Readings shown at once before a commit, at most.
 const SHOW_ROWS: usize = 1024;

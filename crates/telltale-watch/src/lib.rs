@@ -353,6 +353,23 @@ impl<T: Item> Collection<T> {
         self.published.load(SeqCst)
     }
 
+    /// The newest seq this collection knows of: published to the ring or
+    /// committed by the store, whichever is further.
+    pub(crate) fn known_seq(&self) -> u64 {
+        self.last_seq().max(*self.durable.borrow())
+    }
+
+    /// The type of a live event for `item`: `ADDED` in a log, and in a state
+    /// collection `ADDED` for the version that created the item, `MODIFIED`
+    /// otherwise. (Initial events of a state collection are all `ADDED`.)
+    pub fn event_type(&self, item: &T) -> EventType {
+        if self.kind == Kind::Log || item.created() {
+            EventType::Added
+        } else {
+            EventType::Modified
+        }
+    }
+
     /// The text form of a resourceVersion of this collection.
     pub fn rv(&self, seq: u64) -> String {
         format!("{}-{}", self.epoch, seq)

@@ -76,8 +76,7 @@ pub(crate) fn watch<T: Item>(
                 None => life,
             }
         };
-        let change = if coll.kind == Kind::Log { EventType::Added } else { EventType::Modified };
-        let kind_of = |it: &T| if it.created() { EventType::Added } else { change };
+        let kind_of = |it: &T| coll.event_type(it);
         let mut since = None;
         let mut cursor = match req.start {
             Start::Now => now,
@@ -135,7 +134,7 @@ pub(crate) fn watch<T: Item>(
             // Catch up from the store (nothing to read when the ring has
             // everything after the cursor: a watch from now, a fresh
             // resume).
-            while cursor < coll.last_seq().max(*coll.durable.borrow()) {
+            while cursor < coll.known_seq() {
                 let s = coll.source.clone();
                 let c = cursor;
                 let read = blocking(move || {
@@ -228,6 +227,8 @@ pub(crate) fn watch<T: Item>(
                         if chunk.first().is_some_and(|f| f.seq() > cursor + 1) {
                             continue 'outer;
                         }
+                        // Only unthrottled watchers take chunks here (throttled
+                        // ones read the ring when their window ends).
                         let mut sent = false;
                         for it in chunk.iter() {
                             if it.seq() <= cursor {
@@ -235,17 +236,10 @@ pub(crate) fn watch<T: Item>(
                             }
                             cursor = it.seq();
                             if req.filter.matches(&**it) {
-                                match throttle.as_mut() {
-                                    Some(t) => t.put(it.clone()),
-                                    None => {
-                                        yield WatchEvent::Item { kind: kind_of(it), item: it.clone() };
-                                        sent = true;
-                                    }
-                                }
+                                yield WatchEvent::Item { kind: kind_of(it), item: it.clone() };
+                                sent = true;
                             }
-                            if throttle.is_none() {
-                                delivered = cursor;
-                            }
+                            delivered = cursor;
                         }
                         if sent {
                             heartbeat.reset();
