@@ -25,6 +25,9 @@ pub struct StoreConfig {
     pub retention: Retention,
     /// How many rejected payloads to keep (newest kept).
     pub max_rejects: u64,
+    /// How many resolved alerts the alert history keeps (oldest deleted
+    /// first; open alerts are always kept).
+    pub max_alerts: u64,
     /// Largest prefix of a rejected payload kept for inspection (bytes).
     pub reject_payload_bytes: usize,
     /// Capacity of the queue in front of the writer, in batches.
@@ -40,6 +43,7 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Full,
             retention: Retention::default(),
             max_rejects: 10_000,
+            max_alerts: 10_000,
             reject_payload_bytes: 512,
             queue_batches: 8_192,
         }

@@ -14,14 +14,18 @@
 //! connections ([`Reader`]). This crate never talks MQTT or HTTP and never
 //! decides what is valid: it stores what it is given.
 
+mod alerts;
 pub mod config;
 pub mod outbox;
 mod reader;
 mod schema;
 pub mod writer;
 
+pub use alerts::{AckOutcome, Delivery, Routing};
 pub use config::{Retention, StoreConfig, Synchronous};
-pub use reader::{DeviceRow, LatestRow, Reader, RejectRow, StoredReading, StoredValue};
+pub use reader::{
+    AlertRow, DeviceRow, LatestRow, NotifyRow, Reader, RejectRow, StoredReading, StoredValue,
+};
 pub use writer::{
     AckOut, Changes, IncomingBatch, Presence, Reject, StoreStats, WriteOp, WriterHandle,
 };
@@ -41,6 +45,8 @@ pub enum StoreError {
     },
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error("{0}")]
+    Commit(String),
     #[error("outbox is full and its oldest batch cannot be dropped")]
     OutboxFull,
 }

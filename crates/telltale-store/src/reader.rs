@@ -16,6 +16,78 @@ use std::path::Path;
 use std::sync::Arc;
 pub use telltale_wire::decode::Value as StoredValue;
 
+/// An alert: an item of the alerts collection and of the alert history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    /// The alert's id (stable across its changes).
+    pub id: u64,
+    /// Sequence number in the alerts collection: its last change.
+    pub seq: u64,
+    /// The rule that raised it.
+    pub rule: String,
+    /// The series: device id.
+    pub device: String,
+    /// The series: metric.
+    pub metric: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: String,
+    /// The rule's severity.
+    pub severity: String,
+    /// Human-readable text, rendered from the rule's template.
+    pub summary: String,
+    /// The rule's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The value behind the last change, as JSON text (`None` for no-data).
+    pub value: Option<String>,
+    /// The rule's threshold as text.
+    pub threshold: String,
+    /// When it became pending (or firing at once), hub time (ms).
+    pub started_ms: i64,
+    /// When it began firing.
+    pub fired_ms: Option<i64>,
+    /// When it resolved.
+    pub resolved_ms: Option<i64>,
+    /// Its last change.
+    pub updated_ms: i64,
+    /// Whether a person acknowledged it.
+    pub acknowledged: bool,
+    /// Who acknowledged it.
+    pub ack_by: Option<String>,
+    /// When.
+    pub ack_at_ms: Option<i64>,
+    /// Their note.
+    pub ack_note: Option<String>,
+}
+
+/// A queued notification: one alert change for one sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyRow {
+    /// Its id (also what makes the delivery key).
+    pub id: u64,
+    /// The alert.
+    pub alert: u64,
+    /// The sink's name.
+    pub sink: String,
+    /// `firing`, `repeat` or `resolved`.
+    pub kind: String,
+    /// When the alert changed (ms).
+    pub at_ms: i64,
+    /// The value then, as JSON text.
+    pub value: Option<String>,
+    /// The summary then.
+    pub summary: String,
+    /// When it was queued (ms).
+    pub created_ms: i64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Not before this time (ms).
+    pub next_at_ms: i64,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// 0 to deliver, 1 delivered, 2 given up.
+    pub done: u8,
+}
+
 /// A reading as stored, with its seq in the readings collection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReading {
@@ -302,6 +374,84 @@ impl Reader {
         ))?;
         let rows = q.query_map([sql_u64(seq), sql_limit(limit)], device_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Last seq of the alerts collection.
+    pub fn alerts_seq(&self) -> Result<u64, StoreError> {
+        schema::meta_seq(&self.conn, "alerts_seq")
+    }
+
+    /// Every alert held (open and history), by id.
+    pub fn alerts_all(&self) -> Result<Vec<AlertRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM alerts ORDER BY id",
+            crate::alerts::ALERT_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([], crate::alerts::alert_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Alerts that changed after `seq`, in seq order, at most `limit`.
+    pub fn alerts_after(&self, seq: u64, limit: usize) -> Result<Vec<AlertRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM alerts WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            crate::alerts::ALERT_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([seq as i64, limit as i64], crate::alerts::alert_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One alert.
+    pub fn alert(&self, id: u64) -> Result<Option<AlertRow>, StoreError> {
+        crate::alerts::alert_by_id(&self.conn, id as i64)
+    }
+
+    /// Notifications to deliver now (`next_at` passed), oldest first.
+    pub fn notifications_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<NotifyRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM notify_outbox WHERE done = 0 AND next_at <= ?1 ORDER BY id LIMIT ?2",
+            crate::alerts::NOTIFY_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([now_ms, limit as i64], crate::alerts::notify_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// When the next queued notification is due (ms), if any.
+    pub fn next_notification_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT min(next_at) FROM notify_outbox WHERE done = 0")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// Every notification of alert `id`, in order.
+    pub fn notifications(&self, alert: u64) -> Result<Vec<NotifyRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM notify_outbox WHERE alert = ?1 ORDER BY id",
+            crate::alerts::NOTIFY_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([alert as i64], crate::alerts::notify_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     /// The newest `limit` rejects, newest first.

@@ -110,6 +110,55 @@ const HUB_MIGRATIONS: &[&str] = &[
     INSERT INTO meta(key, value)
     SELECT 'devices_seq', CAST(coalesce(max(seq), 0) AS TEXT) FROM devices;
     ",
+    // 3: alerts and their notifications. The alerts table is the alerts
+    // collection (seq: meta.alerts_seq, never reused) and the alert history,
+    // a ring of its own (resolved alerts beyond StoreConfig::max_alerts are
+    // deleted, oldest first). One open (pending or firing) alert per rule
+    // and series. Times are hub time in ms.
+    "
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        device TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        state TEXT NOT NULL,          -- pending, firing, resolved
+        severity TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        labels TEXT NOT NULL,         -- the rule's labels, a JSON object
+        value TEXT,                   -- JSON: the value that caused the last change
+        threshold TEXT NOT NULL,
+        started INTEGER NOT NULL,     -- became pending (or firing at once)
+        fired INTEGER,
+        resolved INTEGER,
+        updated INTEGER NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        ack_by TEXT,
+        ack_at INTEGER,
+        ack_note TEXT,
+        notified INTEGER              -- when the last notification was queued
+    );
+    CREATE UNIQUE INDEX alerts_open ON alerts(rule, device, metric) WHERE state != 'resolved';
+    CREATE UNIQUE INDEX alerts_by_seq ON alerts(seq);
+    -- One row per notification and sink, queued in the transaction of the
+    -- transition; done: 0 to deliver, 1 delivered, 2 given up.
+    CREATE TABLE notify_outbox (
+        id INTEGER PRIMARY KEY,
+        alert INTEGER NOT NULL,
+        sink TEXT NOT NULL,
+        kind TEXT NOT NULL,           -- firing, repeat, resolved
+        at INTEGER NOT NULL,
+        value TEXT,
+        summary TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        last_error TEXT,
+        done INTEGER NOT NULL DEFAULT 0,
+        done_at INTEGER
+    );
+    CREATE INDEX notify_due ON notify_outbox(next_at) WHERE done = 0;
+    ",
 ];
 
 /// Migrations of the agent's outbox database.

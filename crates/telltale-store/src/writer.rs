@@ -22,8 +22,9 @@
 //!   one devices event per 10 s, not one per commit, while `last_seen` in the
 //!   table (and in every list) stays exact to the commit.
 
+use crate::alerts::{AckOutcome, Alerts, Delivery, Routing};
 use crate::config::StoreConfig;
-use crate::reader::{DeviceRow, LatestRow, StoredReading};
+use crate::reader::{AlertRow, DeviceRow, LatestRow, StoredReading};
 use crate::schema::{self, Kind};
 use crate::{now_ms, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -98,6 +99,24 @@ pub enum WriteOp {
     Presence(Presence),
     /// Commit what is pending now, then answer with the last reading seq.
     Sync(oneshot::Sender<u64>),
+    /// The alert rules in force from now on, and where their
+    /// notifications go. The first one starts alert evaluation.
+    Rules {
+        rules: telltale_rules::RuleSet,
+        routing: Routing,
+    },
+    /// A person acknowledges an alert; answered after the commit.
+    AckAlert {
+        id: u64,
+        by: String,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<AckOutcome, String>>,
+    },
+    /// How a delivery attempt of a queued notification went.
+    Delivered {
+        id: u64,
+        outcome: Delivery,
+    },
 }
 
 /// "Batches of `outbox` up to `upto` from `device` are committed."
@@ -142,6 +161,10 @@ pub struct Changes {
     pub devices: Vec<DeviceRow>,
     /// Last devices seq after this commit.
     pub devices_seq: u64,
+    /// The alerts this commit changed, in alerts seq order.
+    pub alerts: Vec<AlertRow>,
+    /// Last alerts seq after this commit.
+    pub alerts_seq: u64,
 }
 
 /// Counters the writer keeps, read by benchmarks and metrics.
@@ -169,6 +192,10 @@ pub struct StoreStats {
     pub devices_seq: AtomicU64,
     /// Oldest reading seq held.
     pub oldest_seq: AtomicU64,
+    /// Last alerts seq committed.
+    pub alerts_seq: AtomicU64,
+    /// Alert transitions written.
+    pub alert_transitions: AtomicU64,
     /// When the last commit finished (ms since the epoch).
     pub last_commit_ms: AtomicI64,
 }
@@ -226,6 +253,28 @@ impl WriterHandle {
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 
+    /// Acknowledges alert `id` and commits at once.
+    pub async fn ack_alert(
+        &self,
+        id: u64,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<AckOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(WriteOp::AckAlert {
+            id,
+            by: by.to_owned(),
+            note: note.map(str::to_owned),
+            reply,
+        })
+        .await?;
+        self.sync().await?;
+        answer
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(StoreError::Commit)
+    }
+
     /// Changes (readings, latest rows, devices) as they happen. A
     /// receiver that lags misses commits (`RecvError::Lagged`) and must read
     /// them from the store.
@@ -253,11 +302,13 @@ pub fn start(
     let (next_seq, reserved, gaps) = skip_reserved(&conn, reserve)?;
     let next_latest_seq = schema::meta_seq(&conn, "latest_seq")? + 1;
     let next_devices_seq = schema::meta_seq(&conn, "devices_seq")? + 1;
+    let next_alerts_seq = schema::meta_seq(&conn, "alerts_seq")? + 1;
     let oldest: Option<u64> = conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
     let stats = Arc::new(StoreStats::default());
     stats.last_seq.store(next_seq - 1, Relaxed);
     stats.latest_seq.store(next_latest_seq - 1, Relaxed);
     stats.devices_seq.store(next_devices_seq - 1, Relaxed);
+    stats.alerts_seq.store(next_alerts_seq - 1, Relaxed);
     stats.oldest_seq.store(oldest.unwrap_or(next_seq), Relaxed);
     let (tx, rx) = flume::bounded(config.queue_batches.max(1));
     let (events, _) = broadcast::channel(1024);
@@ -276,6 +327,8 @@ pub fn start(
                 .filter(|g| oldest.is_some_and(|o| g.0 >= o))
                 .collect(),
             gaps_dirty: true,
+            alerts: None,
+            next_alerts_seq,
             devices: HashMap::default(),
             presence: HashMap::default(),
             names: HashMap::default(),
@@ -331,6 +384,10 @@ struct State {
     gaps: Vec<(u64, u64)>,
     /// `gaps` changed since the last commit.
     gaps_dirty: bool,
+    /// Alert rules and their engine, once the hub has sent rules.
+    alerts: Option<Alerts>,
+    /// Seq the next change of an alert gets (`meta.alerts_seq` + 1).
+    next_alerts_seq: u64,
     /// Interned device names: name → (id, shared name).
     devices: HashMap<String, (i64, Arc<str>)>,
     /// The devices collection's view of each device met so far, by id,
@@ -434,6 +491,12 @@ struct Group {
     want_readings: bool,
     /// Last seq of the readings shown before the commit (0: none).
     shown: u64,
+    /// Alert transitions of this group, written at its end.
+    transitions: Vec<telltale_rules::Transition>,
+    /// Alerts changed by this group (transitions and acks).
+    alert_rows: Vec<AlertRow>,
+    /// Acknowledgements to answer once the group is committed.
+    ack_replies: Vec<(oneshot::Sender<Result<AckOutcome, String>>, AckOutcome)>,
 }
 
 impl Writer {
@@ -441,8 +504,18 @@ impl Writer {
         let interval = self.state.config.commit_interval();
         let idle = std::time::Duration::from_secs(5);
         loop {
-            let first = match rx.recv_timeout(idle) {
+            // Alert timers (for, no data, repeats) wake the writer too.
+            let wait = match self.state.alerts.as_ref().and_then(|a| a.wait_ms(now_ms())) {
+                Some(ms) => idle.min(std::time::Duration::from_millis(ms as u64)),
+                None => idle,
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(op) => Some(op),
+                Err(flume::RecvTimeoutError::Timeout)
+                    if self.state.alerts.as_ref().is_some_and(|a| a.due(now_ms())) =>
+                {
+                    None
+                }
                 // Idle: write only if the age or size bound needs a delete,
                 // so an idle hub does not touch the disk.
                 Err(flume::RecvTimeoutError::Timeout) => match self.state.over_bounds(&self.conn) {
@@ -502,6 +575,7 @@ impl Writer {
                     }
                 }
                 let now = now_ms();
+                self.state.flush_alerts(&tx, &mut group, now)?;
                 self.state.flush_latest(&tx, &mut group, want_events)?;
                 self.state
                     .flush_devices(&tx, &mut group, want_events, now)?;
@@ -538,6 +612,7 @@ impl Writer {
                     s.devices_seq
                         .store(self.state.next_devices_seq - 1, Relaxed);
                     s.oldest_seq.store(self.state.oldest_seq, Relaxed);
+                    s.alerts_seq.store(self.state.next_alerts_seq - 1, Relaxed);
                     s.last_commit_ms.store(now_ms(), Relaxed);
                     if !group.acks.is_empty() {
                         let acks = group
@@ -559,6 +634,7 @@ impl Writer {
                         && !(group.readings.is_empty()
                             && group.latest_rows.is_empty()
                             && group.device_rows.is_empty()
+                            && group.alert_rows.is_empty()
                             && group.shown == 0)
                     {
                         let _ = self.events.send(Arc::new(Changes {
@@ -569,10 +645,15 @@ impl Writer {
                             latest_seq: self.state.next_latest_seq - 1,
                             devices: group.device_rows,
                             devices_seq: self.state.next_devices_seq - 1,
+                            alerts: group.alert_rows,
+                            alerts_seq: self.state.next_alerts_seq - 1,
                         }));
                     }
                     for w in group.syncs {
                         let _ = w.send(self.state.next_seq - 1);
+                    }
+                    for (w, outcome) in group.ack_replies {
+                        let _ = w.send(Ok(outcome));
                     }
                 }
                 Err(e) => {
@@ -580,6 +661,9 @@ impl Writer {
                     // outbox send it again. Rebuild the caches from the database.
                     s.failed_commits.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, rows = group.rows, "store commit failed");
+                    for (w, _) in group.ack_replies {
+                        let _ = w.send(Err(format!("the store could not commit: {e}")));
+                    }
                     if let Err(e) = self.state.reload(&self.conn) {
                         tracing::error!(error = %e, "store state reload failed");
                     }
@@ -635,6 +719,8 @@ fn show(events: &broadcast::Sender<Arc<Changes>>, state: &State, group: &mut Gro
         latest_seq: state.stats.latest_seq.load(Relaxed),
         devices: Vec::new(),
         devices_seq: state.stats.devices_seq.load(Relaxed),
+        alerts: Vec::new(),
+        alerts_seq: state.stats.alerts_seq.load(Relaxed),
     }));
 }
 
@@ -705,6 +791,42 @@ impl State {
                 group.syncs.push(w);
                 Ok(())
             }
+            WriteOp::Rules { rules, routing } => {
+                let now = now_ms();
+                let out = &mut group.transitions;
+                match self.alerts.as_mut() {
+                    Some(a) => a.replace(tx, rules, routing, now, out),
+                    None => {
+                        let mut a = Alerts::load(tx, rules.clone(), routing.clone(), now, out)?;
+                        a.replace(tx, rules, routing, now, out)?;
+                        self.alerts = Some(a);
+                        Ok(())
+                    }
+                }
+            }
+            WriteOp::AckAlert {
+                id,
+                by,
+                note,
+                reply,
+            } => {
+                let outcome = crate::alerts::ack(
+                    tx,
+                    &mut self.next_alerts_seq,
+                    id,
+                    &by,
+                    note.as_deref(),
+                    now_ms(),
+                )?;
+                if let AckOutcome::Done(row) = &outcome {
+                    group.alert_rows.push(row.clone());
+                }
+                group.ack_replies.push((reply, outcome));
+                Ok(())
+            }
+            WriteOp::Delivered { id, outcome } => {
+                crate::alerts::delivered(tx, id, &outcome, now_ms())
+            }
         }
     }
 
@@ -739,6 +861,28 @@ impl State {
         }
         insert_rows(tx, dev, &rows)?;
         group.rows += rows.len();
+        if let Some(alerts) = self.alerts.as_mut() {
+            // Every stored reading goes through the rules, watched or not.
+            let now = now_ms();
+            let labels = &device_state(&mut self.presence, tx, dev, &dev_name)?.labels;
+            for (_, ts, _, metric_name, unit, value) in &rows {
+                let value = match value {
+                    Value::Num(x) => telltale_rules::ValueRef::Number(*x),
+                    Value::Bool(b) => telltale_rules::ValueRef::Bool(*b),
+                    Value::Str(s) => telltale_rules::ValueRef::Str(s),
+                    Value::Data(_) => continue,
+                };
+                let reading = telltale_rules::Reading {
+                    device: &dev_name,
+                    metric: metric_name,
+                    value,
+                    unit: unit.as_ref().map(|u| &*u.1),
+                    labels,
+                    time: *ts,
+                };
+                alerts.engine.observe(&reading, now, &mut group.transitions);
+            }
+        }
         for (seq, ts, metric, metric_name, unit, value) in rows {
             // The group's newest reading of this (device, metric): later in
             // the group wins a tie, as it has the higher seq. An existing
@@ -944,6 +1088,10 @@ impl State {
             if st.labels != labels {
                 st.labels = labels;
                 st.changed = true;
+                // Rule scopes may test labels.
+                if let Some(a) = self.alerts.as_mut() {
+                    a.engine.invalidate_scope(&p.device);
+                }
             }
         }
         tracing::debug!(
@@ -953,6 +1101,35 @@ impl State {
             changed = st.changed,
             "presence"
         );
+        Ok(())
+    }
+
+    /// Runs the alert timers, then writes the group's alert transitions (and
+    /// the notifications they queue) and trims the alert history.
+    fn flush_alerts(
+        &mut self,
+        tx: &Connection,
+        group: &mut Group,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some(alerts) = self.alerts.as_mut() else {
+            return Ok(());
+        };
+        alerts.engine.tick(now, &mut group.transitions);
+        let before = group.alert_rows.len();
+        alerts.apply(
+            tx,
+            &group.transitions,
+            now,
+            &mut self.next_alerts_seq,
+            &mut group.alert_rows,
+        )?;
+        self.stats
+            .alert_transitions
+            .fetch_add(group.transitions.len() as u64, Relaxed);
+        if group.alert_rows.len() > before {
+            crate::alerts::trim_history(tx, self.config.max_alerts)?;
+        }
         Ok(())
     }
 
@@ -1164,6 +1341,11 @@ impl State {
         self.next_seq = schema::meta_seq(conn, "readings_seq")? + 1;
         self.next_latest_seq = schema::meta_seq(conn, "latest_seq")? + 1;
         self.next_devices_seq = schema::meta_seq(conn, "devices_seq")? + 1;
+        self.next_alerts_seq = schema::meta_seq(conn, "alerts_seq")? + 1;
+        if let Some(a) = self.alerts.as_mut() {
+            // Back to what was committed: open alerts and timers as stored.
+            a.reload(conn, now_ms())?;
+        }
         let oldest: Option<u64> =
             conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
         self.oldest_seq = oldest.unwrap_or(self.next_seq);
