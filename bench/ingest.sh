@@ -44,6 +44,8 @@ telltale() { # MESSAGES PER [PUBLISHERS] -> rate and commits/s
   local msgs=$1 per=$2 pubs=${3:-1} port dir want t1 i
   port=$(free_port); dir=$work/tt-$per-$RANDOM; mkdir -p "$dir"
   printf 'data_dir = "%s"\n[broker]\nlisten = "127.0.0.1:%s"\n' "$dir/data" "$port" > "$dir/hub.toml"
+  # RULES_FILE: alert rules the hub evaluates on every reading (bench/rules.sh).
+  if [ -n "${RULES_FILE:-}" ]; then printf '[alerts]\nrules_file = "%s"\n' "$RULES_FILE" >> "$dir/hub.toml"; fi
   lines "$msgs" "$per" "$dir/lines"
   "$hub" run --config "$dir/hub.toml" 2> "$dir/hub.log" & local hp=$!
   wait_port "$port"
@@ -99,6 +101,9 @@ import re
 s=open('$dir/out').read(); m=re.search(r'in ([0-9.]+) s = ([0-9]+) msgs/s', s)
 print(f'ceiling (broker only): {int(m.group(2))*$per:,} readings/s ({int(m.group(2)):,} msgs/s)')"
 }
+
+# Sourced (bench/rules.sh): the functions only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 for r in $(seq 1 "$rounds"); do
   for spec in "$m50 50" "$m1 1"; do

@@ -4,9 +4,13 @@
 use anyhow::Context;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use telltale_api::rules::{RulesError, RulesFile};
 use telltale_api::ApiConfig;
 use telltale_broker::BrokerConfig;
 use telltale_ingest::IngestConfig;
+use telltale_notify::NotifyConfig;
+use telltale_rules::Rule;
 use telltale_store::StoreConfig;
 
 /// The whole hub config.
@@ -23,6 +27,10 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     /// The HTTP API.
     pub api: ApiConfig,
+    /// Where the alert rules live and when they are reloaded.
+    pub alerts: AlertsConfig,
+    /// Where alert notifications go, and how they are retried.
+    pub notify: NotifyConfig,
 }
 
 impl Default for HubConfig {
@@ -33,7 +41,39 @@ impl Default for HubConfig {
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             api: ApiConfig::default(),
+            alerts: AlertsConfig::default(),
+            notify: NotifyConfig::default(),
         }
+    }
+}
+
+/// The `[alerts]` section: the rules file and how it is reloaded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// The rules file (`[[rule]]` tables). A relative path is relative to
+    /// the config file's folder, so the rules can sit beside the config. A
+    /// missing file means no rules (the API's first rule creates it).
+    pub rules_file: PathBuf,
+    /// How often the file's modification time and length are checked, in
+    /// seconds, so that an edit is put in force without a signal; 0: only
+    /// SIGHUP reloads it.
+    pub reload_poll_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            rules_file: PathBuf::from("rules.toml"),
+            reload_poll_secs: 2,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// How often to look at the rules file; `None`: never (SIGHUP only).
+    pub fn reload_poll(&self) -> Option<Duration> {
+        (self.reload_poll_secs > 0).then(|| Duration::from_secs(self.reload_poll_secs))
     }
 }
 
@@ -42,15 +82,28 @@ impl HubConfig {
     pub fn load(path: &Path) -> anyhow::Result<HubConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let config: HubConfig = toml::from_str(&text)
+        let mut config: HubConfig = toml::from_str(&text)
             .with_context(|| format!("config {} is invalid", path.display()))?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
         config.check()?;
         Ok(config)
     }
 
-    /// Checks what serde cannot.
+    /// Makes the paths that are relative to the config file's folder
+    /// (`alerts.rules_file`) relative to `dir`, that folder. (An empty path
+    /// is left for [`HubConfig::check`] to refuse.)
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let file = &self.alerts.rules_file;
+        if file.is_relative() && !file.as_os_str().is_empty() {
+            self.alerts.rules_file = dir.join(&self.alerts.rules_file);
+        }
+    }
+
+    /// Checks what serde cannot, the rules file included.
     pub fn check(&self) -> anyhow::Result<()> {
         self.api.check().map_err(anyhow::Error::msg)?;
+        self.notify.check()?;
+        self.rules()?;
         anyhow::ensure!(
             self.broker.max_packet_bytes >= self.ingest.max_payload_bytes + 1024,
             "broker.max_packet_bytes ({}) must exceed ingest.max_payload_bytes ({}) by at least 1024 (topic and header) so that oversized packs are counted as rejects",
@@ -97,6 +150,32 @@ impl HubConfig {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.db")
     }
+
+    /// Reads and checks the rules file (see [`read_rules`]).
+    pub fn rules(&self) -> anyhow::Result<Vec<Rule>> {
+        anyhow::ensure!(
+            !self.alerts.rules_file.as_os_str().is_empty(),
+            "alerts.rules_file must not be empty"
+        );
+        read_rules(&self.alerts.rules_file, &self.notify)
+    }
+}
+
+/// Reads and checks a rules file as [`RulesFile::read`] does (a missing
+/// file is no rules), and also checks that every sink a rule names is in
+/// `notify`, which the rules file cannot know. Errors name the file, the
+/// rule and the field (`rule "x": notify[1]: ...`).
+pub fn read_rules(path: &Path, notify: &NotifyConfig) -> anyhow::Result<Vec<Rule>> {
+    RulesFile::read(path, Some(&sink_names(notify))).map_err(|e| match e {
+        // These name the file already.
+        RulesError::Io { .. } | RulesError::Parse { .. } => anyhow::Error::new(e),
+        e => anyhow::anyhow!("rules file {}: {e}", path.display()),
+    })
+}
+
+/// The names of the configured notification sinks.
+pub fn sink_names(notify: &NotifyConfig) -> Vec<String> {
+    notify.sink.iter().map(|s| s.name.clone()).collect()
 }
 
 #[cfg(test)]
@@ -118,5 +197,146 @@ mod tests {
         assert_eq!(c.store.retention.max_rows, 10);
         let c: HubConfig = toml::from_str("[ingest]\ntopic_prefix = \"a/#\"\n").expect("parses");
         assert!(c.check().is_err());
+    }
+
+    const SINKS: &str = r#"
+[[notify.sink]]
+name = "ops"
+kind = "webhook"
+url = "https://hooks.example.com/telltale"
+
+[[notify.sink]]
+name = "phones"
+kind = "ntfy"
+url = "https://ntfy.sh/telltale-test"
+"#;
+
+    /// Writes `hub.toml` (with `config`) and, unless `None`, `rules.toml`
+    /// into a new folder, and loads the config as `run` does.
+    fn load(config: &str, rules: Option<&str>) -> (tempfile::TempDir, anyhow::Result<HubConfig>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("hub.toml"), config).expect("write config");
+        if let Some(rules) = rules {
+            std::fs::write(dir.path().join("rules.toml"), rules).expect("write rules");
+        }
+        let loaded = HubConfig::load(&dir.path().join("hub.toml"));
+        (dir, loaded)
+    }
+
+    #[test]
+    fn alerts_and_notify_defaults() {
+        let c: HubConfig = toml::from_str("").expect("defaults");
+        assert_eq!(c.alerts.rules_file, PathBuf::from("rules.toml"));
+        assert_eq!(c.alerts.reload_poll(), Some(Duration::from_secs(2)));
+        assert_eq!(c.notify, NotifyConfig::default());
+        let c: HubConfig = toml::from_str("[alerts]\nreload_poll_secs = 0\n").expect("valid");
+        assert_eq!(c.alerts.reload_poll(), None);
+        let e = toml::from_str::<HubConfig>("[alerts]\nrules = \"x.toml\"\n")
+            .expect_err("unknown key refused");
+        assert!(e.to_string().contains("rules"), "{e}");
+        let e = toml::from_str::<HubConfig>("[notify]\nbackoff_secs = 3\n")
+            .expect_err("unknown key refused");
+        assert!(e.to_string().contains("backoff_secs"), "{e}");
+    }
+
+    #[test]
+    fn rules_file_is_relative_to_the_config_folder() {
+        // Missing: no rules, and the path is resolved beside hub.toml.
+        let (dir, c) = load("", None);
+        let c = c.expect("a missing rules file is no rules");
+        assert_eq!(c.alerts.rules_file, dir.path().join("rules.toml"));
+        assert!(c.rules().expect("no rules").is_empty());
+        // A relative path is read from the config's folder, not the
+        // current directory.
+        let rules =
+            "[[rule]]\nname = \"hot\"\ncondition = { above = 30.0 }\nseverity = \"major\"\n";
+        let (dir, c) = load("[alerts]\nrules_file = \"./rules.toml\"\n", Some(rules));
+        let c = c.expect("valid");
+        assert_eq!(c.alerts.rules_file, dir.path().join("./rules.toml"));
+        assert_eq!(c.rules().expect("one rule").len(), 1);
+        // An absolute path is kept as it is.
+        let other = tempfile::tempdir().expect("temp dir");
+        let abs = other.path().join("elsewhere.toml");
+        std::fs::write(&abs, format!("{rules}{}", rules.replace("hot", "hotter"))).expect("write");
+        let (_dir, c) = load(&format!("[alerts]\nrules_file = {abs:?}\n"), Some(rules));
+        let c = c.expect("valid");
+        assert_eq!(c.alerts.rules_file, abs);
+        assert_eq!(c.rules().expect("two rules").len(), 2);
+        let (_dir, c) = load("[alerts]\nrules_file = \"\"\n", None);
+        let e = c.expect_err("empty path refused");
+        assert!(format!("{e:#}").contains("alerts.rules_file"), "{e:#}");
+    }
+
+    #[test]
+    fn bad_rules_and_sinks_are_named() {
+        let rule = |body: &str| format!("[[rule]]\nname = \"freezer-warm\"\n{body}\n");
+        // (config, rules file, what the error must say; empty: valid)
+        let table: Vec<(String, String, &[&str])> = vec![
+            (
+                String::new(),
+                rule("condition = { above = -15.0 }\nseverity = \"major\""),
+                &[],
+            ),
+            (
+                String::new(),
+                rule("condition = { above = -15.0 }\nseverity = \"urgent\""),
+                &["rules.toml", "rule \"freezer-warm\": severity: "],
+            ),
+            (
+                String::new(),
+                rule("condition = { above = -15.0, clear_below = -10.0 }\nseverity = \"major\""),
+                &["rules.toml", "rule \"freezer-warm\": condition.clear_below: "],
+            ),
+            (
+                String::new(),
+                rule("condition = { above = -15.0 }\nseverity = \"major\"\nfor = \"ten minutes\""),
+                &["rule \"freezer-warm\": for: "],
+            ),
+            (
+                String::new(),
+                rule("condition = { above = -15.0 }\nseverity = \"major\"\ncolour = \"red\""),
+                &["rules.toml", "colour"],
+            ),
+            (
+                SINKS.to_owned(),
+                rule("condition = { above = -15.0 }\nseverity = \"major\"\nnotify = [\"ops\", \"phones\"]"),
+                &[],
+            ),
+            (
+                SINKS.to_owned(),
+                rule("condition = { above = -15.0 }\nseverity = \"major\"\nnotify = [\"ops\", \"pager\"]"),
+                &["rules.toml", "rule \"freezer-warm\": notify[1]: ", "\"pager\""],
+            ),
+            (
+                String::new(),
+                rule("condition = { above = -15.0 }\nseverity = \"major\"\nnotify = [\"ops\"]"),
+                &["rule \"freezer-warm\": notify[0]: ", "\"ops\""],
+            ),
+            (
+                format!("{SINKS}\n[[notify.sink]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"https://b.example.com/\"\n"),
+                String::new(),
+                &["notify.sink \"ops\"", "name"],
+            ),
+            (
+                "[notify]\ninitial_backoff_secs = 0\n".to_owned(),
+                String::new(),
+                &["notify.initial_backoff_secs"],
+            ),
+        ];
+        for (config, rules, want) in table {
+            let (_dir, loaded) = load(&config, Some(&rules));
+            match (loaded, want.is_empty()) {
+                (Ok(_), true) => {}
+                (Ok(_), false) => panic!("accepted, should say {want:?}:\n{config}\n{rules}"),
+                (Err(e), true) => panic!("refused: {e:#}\n{config}\n{rules}"),
+                (Err(e), false) => {
+                    let text = format!("{e:#}");
+                    for w in want {
+                        assert!(text.contains(w), "{text:?} should say {w:?}");
+                    }
+                    assert!(!text.contains("hooks.example.com"), "no url in {text:?}");
+                }
+            }
+        }
     }
 }

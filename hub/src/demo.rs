@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-/// The hub config of the demo: loopback only, data in `data_dir`.
+/// The hub config of the demo: loopback only, data and rules in `data_dir`.
 pub fn config(data_dir: &Path, mqtt_port: u16, http_port: u16) -> HubConfig {
     let mut c = HubConfig {
         data_dir: data_dir.to_path_buf(),
@@ -17,7 +17,48 @@ pub fn config(data_dir: &Path, mqtt_port: u16, http_port: u16) -> HubConfig {
     };
     c.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
     c.api.listen = SocketAddr::from(([127, 0, 0, 1], http_port));
+    c.alerts.rules_file = data_dir.join("rules.toml");
     c
+}
+
+/// The demo's alert rules, one per demo device, with no sinks: their
+/// alerts show on `/v1/alerts`. The freezer's sine peaks at about -16, so
+/// its rule fires for a while every two minutes; the greenhouse's random
+/// walk wanders above 28 now and then.
+const RULES: &str = r#"
+[[rule]]
+name = "freezer-warm"
+device = "demo-freezer"
+metric = "temp"
+condition = { above = -16.5, clear_below = -17.5 }
+for = "10s"
+severity = "major"
+summary = "{device} is at {value}{unit} (limit {threshold})"
+
+[[rule]]
+name = "greenhouse-hot"
+device = "demo-greenhouse"
+metric = "temp"
+condition = { above = 28.0, clear_below = 26.0 }
+severity = "warning"
+summary = "{device} is at {value}{unit} (limit {threshold})"
+"#;
+
+/// Writes the demo's rules file at `path` unless there is one (a rules
+/// file the user edited is kept).
+pub fn write_rules(path: &Path, http_port: u16) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let text = format!(
+        "# Alert rules of the demo. Edit this file: the hub puts the change in force\n\
+         # within 2 s (or at SIGHUP), and keeps the old rules if the new ones are bad.\n\
+         # Alerts: http://127.0.0.1:{http_port}/v1/alerts\n{RULES}"
+    );
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The demo devices: (device id, labels, sources).
@@ -138,4 +179,26 @@ fn agent_binary() -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?;
     let bin = me.parent()?.join("telltale-agent");
     bin.exists().then_some(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_rules_are_valid_and_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config(dir.path(), 1883, 8080);
+        write_rules(&config.alerts.rules_file, 8080).expect("written");
+        let rules = config.rules().expect("the demo rules are valid");
+        let names: Vec<_> = rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["freezer-warm", "greenhouse-hot"]);
+        assert!(rules.iter().all(|r| r.notify.is_empty()));
+        std::fs::write(&config.alerts.rules_file, "# mine\n").expect("edit");
+        write_rules(&config.alerts.rules_file, 8080).expect("kept");
+        assert!(
+            config.rules().expect("valid").is_empty(),
+            "an edited file is kept"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 
 mod config;
 mod demo;
+mod notifier;
+mod reload;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -53,8 +55,13 @@ fn main() -> anyhow::Result<()> {
     init_tracing();
     match cli.command {
         Command::CheckConfig { config } => {
-            HubConfig::load(&config)?;
-            println!("config ok");
+            let config = HubConfig::load(&config)?;
+            let file = &config.alerts.rules_file;
+            match config.rules()?.len() {
+                0 if !file.exists() => println!("config ok (no rules file {})", file.display()),
+                1 => println!("config ok (1 alert rule in {})", file.display()),
+                n => println!("config ok ({n} alert rules in {})", file.display()),
+            }
             Ok(())
         }
         Command::Run { config } => {
@@ -67,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             http_port,
         } => {
             let config = demo::config(&data_dir, mqtt_port, http_port);
+            demo::write_rules(&config.alerts.rules_file, http_port)?;
             runtime()?.block_on(async move {
                 let agents = demo::Agents::start(&data_dir, mqtt_port)?;
                 run(config, Some(agents)).await
@@ -110,6 +118,24 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     let db = config.db_path();
     let (writer, writer_thread) = telltale_store::writer::start(&db, config.store.clone(), acks_tx)
         .with_context(|| format!("cannot open the store {}", db.display()))?;
+    let sender =
+        telltale_notify::Sender::new(&config.notify).context("cannot set up notifications")?;
+    // The rules are in force before the first reading is taken.
+    let rules = Arc::new(
+        telltale_api::rules::RulesFile::new(
+            config.alerts.rules_file.clone(),
+            writer.clone(),
+            notifier::routing(&config.notify),
+        )
+        .with_sinks(config::sink_names(&config.notify)),
+    );
+    let mut reloader = reload::Reloader::new(rules.clone(), config.alerts.reload_poll())?;
+    let n = reloader
+        .load()
+        .await
+        .context("cannot load the alert rules")?;
+    tracing::info!(rules = n, file = %config.alerts.rules_file.display(), "rules file loaded");
+    let reload = tokio::spawn(reloader.run(shutdown.clone()));
     // Subscribe to commits before the collections read their versions, so
     // no commit falls between the two.
     let commits = writer.subscribe();
@@ -118,6 +144,8 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         writer.epoch.clone(),
         config.api.clone(),
         shutdown.clone(),
+        writer.clone(),
+        rules,
     )
     .context("cannot read the store for the API")?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -130,6 +158,15 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         writer.readings_switch(),
     ));
     let http = tokio::spawn(telltale_api::serve(listener, api_state));
+    let notify_stats = Arc::new(notifier::NotifyStats::default());
+    let notifier = {
+        let (db, store, shutdown) = (db.clone(), writer.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = notifier::run(db, sender, store, notify_stats, shutdown).await {
+                tracing::error!(error = %format!("{e:#}"), "notifier stopped: no notifications are sent");
+            }
+        })
+    };
 
     let broker = telltale_broker::start(&config.broker, &config.ingest.filters())
         .context("cannot start the mqtt broker")?;
@@ -160,8 +197,9 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         agents.stop().await;
     }
     shutdown.cancel();
-    // Ingest commits what it queued and sends the acks owed, then drops the
-    // last writer handle; the writer thread then commits and ends.
+    // Ingest commits what it queued and sends the acks owed, then drops its
+    // writer handle; once the others are dropped too (below), the writer
+    // thread commits and ends.
     if tokio::time::timeout(Duration::from_secs(20), ingest.stopped())
         .await
         .is_err()
@@ -179,6 +217,21 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         tracing::warn!("http connections still open after 2 s; closing them");
         http.abort();
     }
+    // The notifier drops an attempt in flight (it is made again after the
+    // next start) and has committed the outcomes of the others. It, the
+    // reloader's rules and the feed's API state each hold a writer handle.
+    for (name, mut task) in [("notifier", notifier), ("rules reloader", reload)] {
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("{name} did not stop in time");
+            task.abort();
+            let _ = task.await;
+        }
+    }
+    feed.abort();
+    let _ = feed.await;
     let joined = tokio::task::spawn_blocking(move || writer_thread.join());
     if tokio::time::timeout(Duration::from_secs(20), joined)
         .await
@@ -186,7 +239,6 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     {
         tracing::warn!("store writer did not stop in time");
     }
-    feed.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use std::sync::{Arc, OnceLock};
 use telltale_filter::{Field, FieldValue, Fields};
-use telltale_store::{DeviceRow, LatestRow, StoredReading, StoredValue};
+use telltale_store::{AlertRow, DeviceRow, LatestRow, StoredReading, StoredValue};
 use telltale_watch::Item;
 
 /// An item's watch event in its usual form (`ADDED` in a log, `ADDED` or
@@ -244,6 +244,97 @@ impl Item for DeviceItem {
     }
     fn key(&self) -> &str {
         &self.row.id
+    }
+    fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+/// An alert of `/v1/alerts`.
+#[derive(Debug)]
+pub struct AlertItem {
+    pub row: AlertRow,
+    key: String,
+    /// The value as the filter sees it (parsed once from the row's JSON).
+    value: Option<StoredValue>,
+    json: String,
+    frames: Frames,
+}
+
+impl AlertItem {
+    pub fn new(row: AlertRow) -> Arc<AlertItem> {
+        let value: Option<Json> = row
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_str(v).ok());
+        let json = json!({
+            "id": row.id,
+            "rule": row.rule,
+            "device": row.device,
+            "metric": row.metric,
+            "state": row.state,
+            "severity": row.severity,
+            "summary": row.summary,
+            "labels": row.labels,
+            "value": value,
+            "threshold": row.threshold,
+            "startedAt": rfc3339(row.started_ms),
+            "firedAt": row.fired_ms.map(rfc3339),
+            "resolvedAt": row.resolved_ms.map(rfc3339),
+            "updatedAt": rfc3339(row.updated_ms),
+            "acknowledged": row.acknowledged,
+            "ack": row.acknowledged.then(|| json!({
+                "by": row.ack_by,
+                "at": row.ack_at_ms.map(rfc3339),
+                "note": row.ack_note,
+            })),
+        })
+        .to_string();
+        let value = value.and_then(|v| match v {
+            Json::Number(n) => n.as_f64().map(StoredValue::Num),
+            Json::Bool(b) => Some(StoredValue::Bool(b)),
+            Json::String(s) => Some(StoredValue::Str(s)),
+            _ => None,
+        });
+        Arc::new(AlertItem {
+            // Zero-padded: key order (paging) is id order.
+            key: format!("{:020}", row.id),
+            row,
+            value,
+            json,
+            frames: Frames::default(),
+        })
+    }
+}
+
+impl Framed for AlertItem {
+    fn frames(&self) -> &Frames {
+        &self.frames
+    }
+}
+
+impl Fields for AlertItem {
+    fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
+        let r = &self.row;
+        match f {
+            Field::Device => Some(FieldValue::Str(&r.device)),
+            Field::Metric => Some(FieldValue::Str(&r.metric)),
+            Field::Value => self.value.as_ref().and_then(value_field),
+            Field::Severity => Some(FieldValue::Str(&r.severity)),
+            Field::State => Some(FieldValue::Str(&r.state)),
+            Field::Rule => Some(FieldValue::Str(&r.rule)),
+            Field::Label(k) => r.labels.get(k).map(|v| FieldValue::Str(v)),
+            Field::Unit => None,
+        }
+    }
+}
+
+impl Item for AlertItem {
+    fn seq(&self) -> u64 {
+        self.row.seq
+    }
+    fn key(&self) -> &str {
+        &self.key
     }
     fn json(&self) -> &str {
         &self.json

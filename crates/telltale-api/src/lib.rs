@@ -10,26 +10,29 @@
 // request; its size does not matter there.
 #![allow(clippy::result_large_err)]
 
+mod alerts;
 pub mod items;
 mod params;
 mod problem;
 mod routes;
+pub mod rules;
 pub mod sources;
 
-pub use items::{DeviceItem, LatestItem, ReadingItem};
+pub use items::{AlertItem, DeviceItem, LatestItem, ReadingItem};
 pub use problem::Problem;
 pub use sources::Readers;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use rules::RulesFile;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use telltale_store::writer::{Changes, ReadingsSwitch};
+use telltale_store::writer::{Changes, ReadingsSwitch, WriterHandle};
 use telltale_watch::{Collection, Item, Kind, SourceError};
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -91,7 +94,12 @@ pub struct AppState {
     pub readings: Arc<Collection<ReadingItem>>,
     pub latest: Arc<Collection<LatestItem>>,
     pub devices: Arc<Collection<DeviceItem>>,
+    pub alerts: Arc<Collection<AlertItem>>,
     pub readers: Arc<Readers>,
+    /// The store's writer: acknowledgements go through it.
+    pub store: WriterHandle,
+    /// The alert rules in force, and their file.
+    pub rules: Arc<RulesFile>,
     /// Permits for concurrent watches.
     pub watches: Arc<Semaphore>,
     pub config: Arc<ApiConfig>,
@@ -107,9 +115,12 @@ impl AppState {
         epoch: Arc<str>,
         config: ApiConfig,
         shutdown: CancellationToken,
+        store: WriterHandle,
+        rules: Arc<RulesFile>,
     ) -> Result<AppState, telltale_watch::SourceError> {
         let readers = Readers::new(db);
         let (r, l, d) = readers.with(|r| r.collection_seqs())?;
+        let a = readers.with(|r| r.alerts_seq())?;
         Ok(AppState {
             readings: Collection::new(
                 "readings",
@@ -128,11 +139,20 @@ impl AppState {
             devices: Collection::new(
                 "devices",
                 Kind::State,
-                epoch,
+                epoch.clone(),
                 d,
                 Arc::new(sources::DevicesSource(readers.clone())),
             ),
+            alerts: Collection::new(
+                "alerts",
+                Kind::State,
+                epoch,
+                a,
+                Arc::new(sources::AlertsSource(readers.clone())),
+            ),
             readers,
+            store,
+            rules,
             watches: Arc::new(Semaphore::new(config.max_watches)),
             config: Arc::new(config),
             shutdown,
@@ -184,7 +204,9 @@ pub async fn feed(
                         feed_commit(&state.latest, &c.latest, c.latest_seq, LatestItem::new).await;
                     let d = feed_commit(&state.devices, &c.devices, c.devices_seq, DeviceItem::new)
                         .await;
-                    r.and(l).and(d)
+                    let a =
+                        feed_commit(&state.alerts, &c.alerts, c.alerts_seq, AlertItem::new).await;
+                    r.and(l).and(d).and(a)
                 } else {
                     r
                 }
@@ -193,7 +215,8 @@ pub async fn feed(
                 let r = state.readings.resync().await;
                 let l = state.latest.resync().await;
                 let d = state.devices.resync().await;
-                r.and(l).and(d)
+                let a = state.alerts.resync().await;
+                r.and(l).and(d).and(a)
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
@@ -232,6 +255,12 @@ async fn readings(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs
 
 async fn latest(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
     routes::serve_collection(&s, &s.latest, "LatestList", &headers, &q)
+        .await
+        .into_response()
+}
+
+async fn alerts(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
+    routes::serve_collection(&s, &s.alerts, "AlertList", &headers, &q)
         .await
         .into_response()
 }
@@ -379,6 +408,16 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices", get(devices))
         .route("/v1/devices/{id}", get(device))
         .route("/v1/rejects", get(rejects))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/alerts/{id}", get(alerts::one))
+        .route("/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/v1/rules", get(alerts::rules).post(alerts::create_rule))
+        .route(
+            "/v1/rules/{name}",
+            get(alerts::rule)
+                .put(alerts::put_rule)
+                .delete(alerts::delete_rule),
+        )
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -388,6 +427,9 @@ pub fn app(state: AppState) -> Router {
         None => router,
     }
 }
+
+/// How long open connections get to finish after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// Serves `app(state)` on `listener` until `state.shutdown` fires; streams
 /// end with a final BOOKMARK first.
@@ -403,7 +445,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     http.half_close(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(30));
-    let connections = tokio_util::task::TaskTracker::new();
+    // Connections are tasks of this set: dropping it (at the end of the
+    // grace period below) aborts any still open, so nothing they hold (the
+    // store's handle among it) outlives the server.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -415,6 +460,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
                     continue;
                 }
             },
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
@@ -443,7 +490,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
             }
         });
     }
-    connections.close();
-    connections.wait().await;
+    // Streams end with their final BOOKMARK at once; a client that does not
+    // read gets a short grace, then its connection is dropped.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }

@@ -79,7 +79,13 @@ fn filter_problem(e: FilterError) -> Problem {
 
 impl Params {
     /// Parses the query pairs of a route over a collection of `kind`.
-    pub fn parse(pairs: &[(String, String)], kind: Kind) -> Result<Params, Problem> {
+    /// `alert_fields`: the route serves alerts, so it takes the `severity`
+    /// and `state` shorthands.
+    pub fn parse(
+        pairs: &[(String, String)],
+        kind: Kind,
+        alert_fields: bool,
+    ) -> Result<Params, Problem> {
         let mut p = Params {
             watch: false,
             resource_version: None,
@@ -139,6 +145,8 @@ impl Params {
                 ("filter", _) => expr = Some(v.clone()),
                 ("device", _) => short.device = Some(v.clone()),
                 ("metric", _) => short.metric = Some(v.clone()),
+                ("severity", Kind::State) if alert_fields => short.severity = Some(v.clone()),
+                ("state", Kind::State) if alert_fields => short.state = Some(v.clone()),
                 _ => {
                     return Err(Problem::bad_param(
                         k,
@@ -321,7 +329,7 @@ mod tests {
             ),
         ];
         for (query, kind, want) in cases {
-            let got = Params::parse(&q(query), *kind);
+            let got = Params::parse(&q(query), *kind, false);
             match (got, want) {
                 (Ok(_), Ok(())) => {}
                 (Err(p), Err((param, code))) => {
@@ -336,7 +344,7 @@ mod tests {
 
     #[test]
     fn filter_errors_carry_the_position() {
-        let p = Params::parse(&q("filter=value > 'x"), Kind::Log).expect_err("bad");
+        let p = Params::parse(&q("filter=value > 'x"), Kind::Log, false).expect_err("bad");
         assert_eq!(p.position, Some(8));
     }
 }

@@ -18,6 +18,9 @@ pub struct Problem {
     /// The parameter at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
+    /// The field of a request body at fault (a rule's `condition.above`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// Position of the error in the parameter's value (filters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<usize>,
@@ -42,6 +45,7 @@ impl Problem {
             detail: detail.into(),
             code,
             param: None,
+            field: None,
             position: None,
             oldest: None,
             retry_after: None,

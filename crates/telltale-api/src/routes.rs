@@ -247,7 +247,7 @@ pub async fn serve_collection<T: Framed>(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, Problem> {
-    let p = Params::parse(pairs, coll.kind)?;
+    let p = Params::parse(pairs, coll.kind, coll.name == "alerts")?;
     // The header wins where both are given (EventSource resumes with it).
     let rv_text = headers
         .get("last-event-id")

@@ -1,7 +1,7 @@
 //! The store as the watch engine's [`Source`] for each collection. Reads run
 //! on blocking threads with read-only connections kept in a small pool.
 
-use crate::items::{DeviceItem, LatestItem, ReadingItem};
+use crate::items::{AlertItem, DeviceItem, LatestItem, ReadingItem};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use telltale_store::{Reader, StoreError};
@@ -124,6 +124,35 @@ impl Source<DeviceItem> for DevicesSource {
     }
     fn last(&self) -> Result<u64, SourceError> {
         Ok(self.0.with(|r| r.collection_seqs())?.2)
+    }
+    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+}
+
+/// `/v1/alerts`: open alerts and the alert history.
+#[derive(Debug)]
+pub struct AlertsSource(pub Arc<Readers>);
+
+impl Source<AlertItem> for AlertsSource {
+    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<AlertItem>>, SourceError> {
+        let rows = self.0.with(|r| r.alerts_after(after, limit))?;
+        Ok(rows.into_iter().map(AlertItem::new).collect())
+    }
+    fn state(&self) -> Result<(Vec<Arc<AlertItem>>, u64), SourceError> {
+        let (rows, seq) = self
+            .0
+            .with(|r| r.snapshot(|r| Ok((r.alerts_all()?, r.alerts_seq()?))))?;
+        // By id, as rows come: the key order of a state collection.
+        let mut items: Vec<_> = rows.into_iter().map(AlertItem::new).collect();
+        items.sort_by_key(|a| a.row.id);
+        Ok((items, seq))
+    }
+    fn oldest(&self) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+    fn last(&self) -> Result<u64, SourceError> {
+        self.0.with(|r| r.alerts_seq())
     }
     fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
         Ok(0)

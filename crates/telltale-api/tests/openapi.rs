@@ -10,9 +10,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use telltale_api::rules::RulesFile;
 use telltale_api::{app, ApiConfig, AppState};
 use telltale_store::writer::{IncomingBatch, Reject, WriteOp};
-use telltale_store::{Presence, StoreConfig};
+use telltale_store::{Presence, Routing, StoreConfig};
 use telltale_wire::decode::{Reading, Value as WireValue};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -163,13 +164,23 @@ struct Answer {
 }
 
 async fn get(router: &Router, uri: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut req = Request::get(uri);
+    request(router, "GET", uri, headers, "").await
+}
+
+async fn request(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let res = router
         .clone()
-        .oneshot(req.body(Body::empty()).expect("request"))
+        .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
         .await
         .expect("infallible");
     let status = res.status();
@@ -247,6 +258,19 @@ async fn fixture() -> Fixture {
     let (acks_tx, acks) = tokio::sync::mpsc::unbounded_channel();
     let (writer, _thread) =
         telltale_store::writer::start(&db, StoreConfig::default(), acks_tx).expect("store");
+    // A rule the fixture's readings fire: one alert in /v1/alerts.
+    let rules_path = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules_path,
+        "[[rule]]\nname = \"cold\"\nmetric = \"temp\"\ncondition = { above = -20.0 }\nseverity = \"minor\"\n",
+    )
+    .expect("rules file");
+    let rules = std::sync::Arc::new(RulesFile::new(
+        rules_path,
+        writer.clone(),
+        Routing(std::sync::Arc::new(|_: &[String], _: &str| Vec::new())),
+    ));
+    rules.reload().await.expect("rules load");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -294,6 +318,8 @@ async fn fixture() -> Fixture {
         writer.epoch.clone(),
         ApiConfig::default(),
         CancellationToken::new(),
+        writer.clone(),
+        rules,
     )
     .expect("state");
     Fixture {
@@ -335,13 +361,22 @@ async fn the_documented_paths_are_the_routes() {
 
     let f = fixture().await;
     for path in &documented {
-        // Every route answers GET only.
-        assert_eq!(
-            keys(&doc["paths"][path]),
-            BTreeSet::from(["get".to_owned()]),
-            "{path}"
+        let methods = keys(&doc["paths"][path]);
+        let known = ["get", "post", "put", "delete"].map(str::to_owned);
+        assert!(
+            methods.iter().all(|m| known.contains(m)),
+            "{path}: {methods:?}"
         );
-        let uri = path.replace("{id}", "demo-freezer");
+        // The reads: what GET answers (writes are tested with the alerts).
+        if !methods.contains("get") {
+            continue;
+        }
+        let id = if path.starts_with("/v1/alerts") {
+            "1"
+        } else {
+            "demo-freezer"
+        };
+        let uri = path.replace("{id}", id).replace("{name}", "cold");
         let documented_types = keys(&doc["paths"][path]["get"]["responses"]["200"]["content"]);
         let mut answered = BTreeSet::new();
         let mut ask = vec![(uri.clone(), None)];
@@ -361,7 +396,6 @@ async fn the_documented_paths_are_the_routes() {
         assert_eq!(answered, documented_types, "{path}");
     }
     for uri in [
-        "/v1/alerts",
         "/v1/commands",
         "/v1/ws",
         "/v1",
@@ -440,6 +474,15 @@ async fn each_route_takes_exactly_its_documented_query_parameters() {
     assert_eq!(names_in(&doc, "/v1/readings", "query"), log);
     assert_eq!(names_in(&doc, "/v1/latest", "query"), state);
     assert_eq!(names_in(&doc, "/v1/devices", "query"), state);
+    // Alerts take the state collection's parameters and two shorthands of
+    // their own (guarded in the parser, so not in `state`).
+    let mut alert_params = state.clone();
+    alert_params.extend(["severity".to_owned(), "state".to_owned()]);
+    assert_eq!(names_in(&doc, "/v1/alerts", "query"), alert_params);
+    for q in ["severity=major", "state=firing&severity=critical,major"] {
+        let a = get(&f.router, &format!("/v1/alerts?{q}"), &[]).await;
+        assert_eq!(a.status, StatusCode::OK, "{q}: {}", a.raw);
+    }
     for path in collections.iter().copied().chain(["/v1/rejects"]) {
         let documented = names_in(&doc, path, "query");
         let (rv, cont) = if path == "/v1/rejects" {
@@ -618,4 +661,106 @@ async fn the_answers_have_the_documented_shape() {
         assert!(codes.contains(code), "{uri}: {code}");
         conforms(&doc, "Problem", &a.body);
     }
+}
+
+#[tokio::test]
+async fn alerts_and_rules_answer_as_documented() {
+    let doc = doc();
+    let f = fixture().await;
+    let list = get(&f.router, "/v1/alerts", &[]).await;
+    conforms(&doc, "AlertList", &list.body);
+    let items = list.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "the fixture's rule fired once");
+    conforms(&doc, "Alert", &items[0]);
+    assert_eq!(items[0]["state"], "firing");
+    let id = items[0]["id"].as_u64().expect("id");
+
+    // Acknowledge: the alert, flagged, with who and the note.
+    let body = r#"{"by": "ann", "note": "door left open"}"#;
+    let a = request(
+        &f.router,
+        "POST",
+        &format!("/v1/alerts/{id}/ack"),
+        &[],
+        body,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.raw);
+    conforms(&doc, "Alert", &a.body);
+    assert_eq!(a.body["acknowledged"], true);
+    assert_eq!(a.body["ack"]["by"], "ann");
+    let a = request(&f.router, "POST", "/v1/alerts/999/ack", &[], "").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = request(
+        &f.router,
+        "POST",
+        &format!("/v1/alerts/{id}/ack"),
+        &[],
+        r#"{"who": 1}"#,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.raw);
+    conforms(&doc, "Problem", &a.body);
+
+    // Rules: the list, a bad rule refused naming its field (the rules in
+    // force stay), a good one added, then deleted.
+    let rules = get(&f.router, "/v1/rules", &[]).await;
+    conforms(&doc, "RuleList", &rules.body);
+    assert_eq!(rules.body["items"][0]["name"], "cold");
+    for (body, field) in [
+        (
+            r#"{"name": "w", "condition": {"above": 5, "clear_below": 9}, "severity": "minor"}"#,
+            "condition.clear_below",
+        ),
+        (
+            r#"{"name": "w", "condition": {"above": 5}, "severity": "loud"}"#,
+            "severity",
+        ),
+        (
+            r#"{"name": "w", "condition": {"above": 5}, "severity": "minor", "for": "ten"}"#,
+            "for",
+        ),
+    ] {
+        let a = request(&f.router, "PUT", "/v1/rules/w", &[], body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.raw);
+        assert_eq!(a.body["field"], field, "{body}: {}", a.raw);
+        conforms(&doc, "Problem", &a.body);
+    }
+    let a = request(
+        &f.router,
+        "POST",
+        "/v1/rules",
+        &[],
+        r#"{"name": "w", "severity": 3}"#,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.raw);
+    assert_eq!(a.body["code"], "bad_body");
+    let good =
+        r#"{"name": "w", "metric": "humidity", "condition": {"above": 80}, "severity": "warning"}"#;
+    let a = request(&f.router, "POST", "/v1/rules", &[], good).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.raw);
+    conforms(&doc, "Rule", &a.body);
+    let a = request(&f.router, "POST", "/v1/rules", &[], good).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.raw);
+    let names = |b: &Value| {
+        b["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&get(&f.router, "/v1/rules", &[]).await.body),
+        ["cold", "w"]
+    );
+    let a = request(&f.router, "DELETE", "/v1/rules/w", &[], "").await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let a = request(&f.router, "DELETE", "/v1/rules/w", &[], "").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        names(&get(&f.router, "/v1/rules", &[]).await.body),
+        ["cold"]
+    );
 }
