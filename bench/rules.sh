@@ -9,9 +9,10 @@
 # usage: bench/rules.sh [MESSAGES_AT_50] [ROUNDS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-msgs=${1:-20000}
-rounds=${2:-3}
-source "$root/bench/ingest.sh" "$msgs" 0 1
+n_msgs=${1:-20000}
+n_rounds=${2:-3}
+# (ingest.sh sets its own m50, m1, rounds from these arguments)
+source "$root/bench/ingest.sh" "$n_msgs" 0 1
 
 rules_file() { # N FILE
   python3 - "$1" > "$2" <<'PY'
@@ -37,10 +38,10 @@ for i in range(n):
 PY
 }
 
-for r in $(seq 1 "$rounds"); do
+for r in $(seq 1 "$n_rounds"); do
   for n in 0 10 100 1000; do
     rules_file "$n" "$work/rules-$n.toml"
     echo -n "round $r, $n rules: "
-    RULES_FILE="$work/rules-$n.toml" telltale "$msgs" 50
+    RULES_FILE="$work/rules-$n.toml" telltale "$n_msgs" 50
   done
 done

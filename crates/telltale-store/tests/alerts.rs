@@ -204,3 +204,42 @@ async fn wait(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[tokio::test]
+async fn a_firing_unacknowledged_alert_is_notified_again_until_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("hub.db");
+    let (w, _j, _acks) = open(&db, StoreConfig::default());
+    w.send(WriteOp::Rules {
+        rules: rules(
+            r#"[{"name": "hot", "metric": "temp", "severity": "major", "repeat_every": "500ms",
+                 "condition": {"above": 10.0}}]"#,
+        ),
+        routing: routing(),
+    })
+    .await
+    .expect("rules");
+    let r = Reader::open(&db).expect("reader");
+    send(&w, "h1", "temp", &[12.0]).await;
+    let id = r.alerts_all().expect("alerts")[0].id;
+    let kinds = |r: &Reader| {
+        r.notifications(id)
+            .expect("n")
+            .into_iter()
+            .map(|n| n.kind)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&r), ["firing"]);
+    // Repeats are looked for at most once a second, at the writer's groups.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    send(&w, "h1", "temp", &[12.5]).await;
+    assert_eq!(kinds(&r), ["firing", "repeat"]);
+    // Acknowledged: no more repeats.
+    assert!(matches!(
+        w.ack_alert(id, "ann", None).await.expect("ack"),
+        AckOutcome::Done(_)
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    send(&w, "h1", "temp", &[13.0]).await;
+    assert_eq!(kinds(&r), ["firing", "repeat"]);
+}
