@@ -1,6 +1,7 @@
 //! telltale-hub: command line, config, logging, signals and wiring. The work
 //! is done by the crates under crates/.
 
+mod commander;
 mod config;
 mod demo;
 mod notifier;
@@ -178,6 +179,13 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         "hub ready"
     );
 
+    let commander = tokio::spawn(commander::run(
+        db.clone(),
+        writer.clone(),
+        broker.publisher.clone(),
+        config.ingest.topic_prefix.clone(),
+        shutdown.clone(),
+    ));
     let stats = Arc::new(telltale_ingest::IngestStats::default());
     let ingest = telltale_ingest::start(
         broker.messages,
@@ -220,7 +228,11 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     // The notifier drops an attempt in flight (it is made again after the
     // next start) and has committed the outcomes of the others. It, the
     // reloader's rules and the feed's API state each hold a writer handle.
-    for (name, mut task) in [("notifier", notifier), ("rules reloader", reload)] {
+    for (name, mut task) in [
+        ("notifier", notifier),
+        ("rules reloader", reload),
+        ("commander", commander),
+    ] {
         if tokio::time::timeout(Duration::from_secs(5), &mut task)
             .await
             .is_err()

@@ -98,7 +98,7 @@ pub async fn ack(State(s): State<AppState>, Path(id): Path<String>, body: Bytes)
 }
 
 /// A request body as `T`, or a 400 naming the field that did not fit.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use std::sync::{Arc, OnceLock};
 use telltale_filter::{Field, FieldValue, Fields};
-use telltale_store::{AlertRow, DeviceRow, LatestRow, StoredReading, StoredValue};
+use telltale_store::{AlertRow, CommandRow, DeviceRow, LatestRow, StoredReading, StoredValue};
 use telltale_watch::Item;
 
 /// An item's watch event in its usual form (`ADDED` in a log, `ADDED` or
@@ -330,6 +330,73 @@ impl Fields for AlertItem {
 }
 
 impl Item for AlertItem {
+    fn seq(&self) -> u64 {
+        self.row.seq
+    }
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+/// A device command of `/v1/commands`.
+#[derive(Debug)]
+pub struct CommandItem {
+    pub row: CommandRow,
+    key: String,
+    json: String,
+    frames: Frames,
+}
+
+impl CommandItem {
+    pub fn new(row: CommandRow) -> Arc<CommandItem> {
+        let parse = |t: &Option<String>| -> Option<Json> {
+            t.as_deref().and_then(|v| serde_json::from_str(v).ok())
+        };
+        let json = json!({
+            "id": row.id,
+            "device": row.device,
+            "name": row.name,
+            "params": serde_json::from_str::<Json>(&row.params).unwrap_or_else(|_| json!({})),
+            "state": row.state,
+            "createdAt": rfc3339(row.created_ms),
+            "deadline": rfc3339(row.deadline_ms),
+            "sentAt": row.sent_ms.map(rfc3339),
+            "deliveredAt": row.delivered_ms.map(rfc3339),
+            "finishedAt": row.finished_ms.map(rfc3339),
+            "output": parse(&row.output),
+            "reason": row.reason,
+        })
+        .to_string();
+        Arc::new(CommandItem {
+            // Zero-padded: key order (paging) is id order.
+            key: format!("{:020}", row.id),
+            row,
+            json,
+            frames: Frames::default(),
+        })
+    }
+}
+
+impl Framed for CommandItem {
+    fn frames(&self) -> &Frames {
+        &self.frames
+    }
+}
+
+impl Fields for CommandItem {
+    fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
+        match f {
+            Field::Device => Some(FieldValue::Str(&self.row.device)),
+            Field::State => Some(FieldValue::Str(&self.row.state)),
+            _ => None,
+        }
+    }
+}
+
+impl Item for CommandItem {
     fn seq(&self) -> u64 {
         self.row.seq
     }

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod alerts;
+pub mod commands;
 pub mod items;
 mod params;
 mod problem;
@@ -18,7 +19,7 @@ mod routes;
 pub mod rules;
 pub mod sources;
 
-pub use items::{AlertItem, DeviceItem, LatestItem, ReadingItem};
+pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
 pub use problem::Problem;
 pub use sources::Readers;
 
@@ -95,6 +96,7 @@ pub struct AppState {
     pub latest: Arc<Collection<LatestItem>>,
     pub devices: Arc<Collection<DeviceItem>>,
     pub alerts: Arc<Collection<AlertItem>>,
+    pub commands: Arc<Collection<CommandItem>>,
     pub readers: Arc<Readers>,
     /// The store's writer: acknowledgements go through it.
     pub store: WriterHandle,
@@ -121,6 +123,7 @@ impl AppState {
         let readers = Readers::new(db);
         let (r, l, d) = readers.with(|r| r.collection_seqs())?;
         let a = readers.with(|r| r.alerts_seq())?;
+        let c = readers.with(|r| r.commands_seq())?;
         Ok(AppState {
             readings: Collection::new(
                 "readings",
@@ -146,9 +149,16 @@ impl AppState {
             alerts: Collection::new(
                 "alerts",
                 Kind::State,
-                epoch,
+                epoch.clone(),
                 a,
                 Arc::new(sources::AlertsSource(readers.clone())),
+            ),
+            commands: Collection::new(
+                "commands",
+                Kind::State,
+                epoch,
+                c,
+                Arc::new(sources::CommandsSource(readers.clone())),
             ),
             readers,
             store,
@@ -206,7 +216,14 @@ pub async fn feed(
                         .await;
                     let a =
                         feed_commit(&state.alerts, &c.alerts, c.alerts_seq, AlertItem::new).await;
-                    r.and(l).and(d).and(a)
+                    let m = feed_commit(
+                        &state.commands,
+                        &c.commands,
+                        c.commands_seq,
+                        CommandItem::new,
+                    )
+                    .await;
+                    r.and(l).and(d).and(a).and(m)
                 } else {
                     r
                 }
@@ -216,7 +233,8 @@ pub async fn feed(
                 let l = state.latest.resync().await;
                 let d = state.devices.resync().await;
                 let a = state.alerts.resync().await;
-                r.and(l).and(d).and(a)
+                let m = state.commands.resync().await;
+                r.and(l).and(d).and(a).and(m)
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
@@ -255,6 +273,12 @@ async fn readings(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs
 
 async fn latest(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
     routes::serve_collection(&s, &s.latest, "LatestList", &headers, &q)
+        .await
+        .into_response()
+}
+
+async fn commands_list(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
+    routes::serve_collection(&s, &s.commands, "CommandList", &headers, &q)
         .await
         .into_response()
 }
@@ -408,6 +432,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices", get(devices))
         .route("/v1/devices/{id}", get(device))
         .route("/v1/rejects", get(rejects))
+        .route("/v1/devices/{id}/commands", post(commands::post))
+        .route("/v1/commands", get(commands_list))
+        .route("/v1/commands/{id}", get(commands::one))
         .route("/v1/alerts", get(alerts))
         .route("/v1/alerts/{id}", get(alerts::one))
         .route("/v1/alerts/{id}/ack", post(alerts::ack))

@@ -79,12 +79,12 @@ fn filter_problem(e: FilterError) -> Problem {
 
 impl Params {
     /// Parses the query pairs of a route over a collection of `kind`.
-    /// `alert_fields`: the route serves alerts, so it takes the `severity`
-    /// and `state` shorthands.
+    /// `extra`: the shorthands this route takes beyond `device` and
+    /// `metric` (`severity` and `state` on alerts, `state` on commands).
     pub fn parse(
         pairs: &[(String, String)],
         kind: Kind,
-        alert_fields: bool,
+        extra: &[&str],
     ) -> Result<Params, Problem> {
         let mut p = Params {
             watch: false,
@@ -145,8 +145,10 @@ impl Params {
                 ("filter", _) => expr = Some(v.clone()),
                 ("device", _) => short.device = Some(v.clone()),
                 ("metric", _) => short.metric = Some(v.clone()),
-                ("severity", Kind::State) if alert_fields => short.severity = Some(v.clone()),
-                ("state", Kind::State) if alert_fields => short.state = Some(v.clone()),
+                ("severity", Kind::State) if extra.contains(&"severity") => {
+                    short.severity = Some(v.clone())
+                }
+                ("state", Kind::State) if extra.contains(&"state") => short.state = Some(v.clone()),
                 _ => {
                     return Err(Problem::bad_param(
                         k,
@@ -329,7 +331,7 @@ mod tests {
             ),
         ];
         for (query, kind, want) in cases {
-            let got = Params::parse(&q(query), *kind, false);
+            let got = Params::parse(&q(query), *kind, &[]);
             match (got, want) {
                 (Ok(_), Ok(())) => {}
                 (Err(p), Err((param, code))) => {
@@ -344,7 +346,7 @@ mod tests {
 
     #[test]
     fn filter_errors_carry_the_position() {
-        let p = Params::parse(&q("filter=value > 'x"), Kind::Log, false).expect_err("bad");
+        let p = Params::parse(&q("filter=value > 'x"), Kind::Log, &[]).expect_err("bad");
         assert_eq!(p.position, Some(8));
     }
 }

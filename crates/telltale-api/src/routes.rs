@@ -247,7 +247,12 @@ pub async fn serve_collection<T: Framed>(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, Problem> {
-    let p = Params::parse(pairs, coll.kind, coll.name == "alerts")?;
+    let extra: &[&str] = match coll.name {
+        "alerts" => &["severity", "state"],
+        "commands" => &["state"],
+        _ => &[],
+    };
+    let p = Params::parse(pairs, coll.kind, extra)?;
     // The header wins where both are given (EventSource resumes with it).
     let rv_text = headers
         .get("last-event-id")

@@ -1,7 +1,7 @@
 //! The store as the watch engine's [`Source`] for each collection. Reads run
 //! on blocking threads with read-only connections kept in a small pool.
 
-use crate::items::{AlertItem, DeviceItem, LatestItem, ReadingItem};
+use crate::items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use telltale_store::{Reader, StoreError};
@@ -153,6 +153,34 @@ impl Source<AlertItem> for AlertsSource {
     }
     fn last(&self) -> Result<u64, SourceError> {
         self.0.with(|r| r.alerts_seq())
+    }
+    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+}
+
+/// `/v1/commands`: open commands and the command history.
+#[derive(Debug)]
+pub struct CommandsSource(pub Arc<Readers>);
+
+impl Source<CommandItem> for CommandsSource {
+    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<CommandItem>>, SourceError> {
+        let rows = self.0.with(|r| r.commands_after(after, limit))?;
+        Ok(rows.into_iter().map(CommandItem::new).collect())
+    }
+    fn state(&self) -> Result<(Vec<Arc<CommandItem>>, u64), SourceError> {
+        let (rows, seq) = self
+            .0
+            .with(|r| r.snapshot(|r| Ok((r.commands_all()?, r.commands_seq()?))))?;
+        let mut items: Vec<_> = rows.into_iter().map(CommandItem::new).collect();
+        items.sort_by_key(|c| c.row.id);
+        Ok((items, seq))
+    }
+    fn oldest(&self) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+    fn last(&self) -> Result<u64, SourceError> {
+        self.0.with(|r| r.commands_seq())
     }
     fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
         Ok(0)

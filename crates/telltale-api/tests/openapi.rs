@@ -313,6 +313,17 @@ async fn fixture() -> Fixture {
         .await
         .expect("queued");
     writer.sync().await.expect("committed");
+    // One command: /v1/commands has an item.
+    writer
+        .new_command(telltale_store::commands::NewCommand {
+            device: "demo-freezer".into(),
+            name: "ping".into(),
+            params: "{}".into(),
+            deadline_ms: telltale_store::now_ms() + 30_000,
+            idem_key: None,
+        })
+        .await
+        .expect("command");
     let state = AppState::new(
         db,
         writer.epoch.clone(),
@@ -371,7 +382,7 @@ async fn the_documented_paths_are_the_routes() {
         if !methods.contains("get") {
             continue;
         }
-        let id = if path.starts_with("/v1/alerts") {
+        let id = if path.starts_with("/v1/alerts") || path.starts_with("/v1/commands") {
             "1"
         } else {
             "demo-freezer"
@@ -395,14 +406,7 @@ async fn the_documented_paths_are_the_routes() {
         }
         assert_eq!(answered, documented_types, "{path}");
     }
-    for uri in [
-        "/v1/commands",
-        "/v1/ws",
-        "/v1",
-        "/openapi.json",
-        "/v1/devices/demo-freezer/commands",
-        "/v1/readings/1",
-    ] {
+    for uri in ["/v1/ws", "/v1", "/openapi.json", "/v1/readings/1"] {
         let a = get(&f.router, uri, &[]).await;
         assert!(
             is_fallback(&a),
@@ -479,6 +483,11 @@ async fn each_route_takes_exactly_its_documented_query_parameters() {
     let mut alert_params = state.clone();
     alert_params.extend(["severity".to_owned(), "state".to_owned()]);
     assert_eq!(names_in(&doc, "/v1/alerts", "query"), alert_params);
+    let mut command_params = state.clone();
+    command_params.insert("state".to_owned());
+    assert_eq!(names_in(&doc, "/v1/commands", "query"), command_params);
+    let a = get(&f.router, "/v1/commands?severity=major", &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.raw);
     for q in ["severity=major", "state=firing&severity=critical,major"] {
         let a = get(&f.router, &format!("/v1/alerts?{q}"), &[]).await;
         assert_eq!(a.status, StatusCode::OK, "{q}: {}", a.raw);
@@ -763,4 +772,80 @@ async fn alerts_and_rules_answer_as_documented() {
         names(&get(&f.router, "/v1/rules", &[]).await.body),
         ["cold"]
     );
+}
+
+#[tokio::test]
+async fn commands_answer_as_documented() {
+    let doc = doc();
+    let f = fixture().await;
+    let list = get(&f.router, "/v1/commands", &[]).await;
+    conforms(&doc, "CommandList", &list.body);
+    conforms(&doc, "Command", &list.body["items"][0]);
+
+    let body = r#"{"name": "set_interval", "params": {"seconds": 5}, "timeoutSeconds": 10}"#;
+    let key = [("Idempotency-Key", "k-1")];
+    let a = request(
+        &f.router,
+        "POST",
+        "/v1/devices/demo-freezer/commands",
+        &key,
+        body,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.raw);
+    conforms(&doc, "Command", &a.body);
+    assert_eq!(a.body["state"], "queued");
+    // The same key: the same command, not a second one.
+    let b = request(
+        &f.router,
+        "POST",
+        "/v1/devices/demo-freezer/commands",
+        &key,
+        body,
+    )
+    .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.raw);
+    assert_eq!(b.body["id"], a.body["id"]);
+    let list = get(&f.router, "/v1/commands", &[]).await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(2));
+
+    for (uri, body, status, field) in [
+        (
+            "/v1/devices/nobody/commands",
+            r#"{"name": "ping"}"#,
+            404,
+            None,
+        ),
+        (
+            "/v1/devices/demo-freezer/commands",
+            r#"{"name": "no spaces"}"#,
+            400,
+            Some("name"),
+        ),
+        (
+            "/v1/devices/demo-freezer/commands",
+            r#"{"name": "ping", "timeoutSeconds": 0}"#,
+            400,
+            Some("timeoutSeconds"),
+        ),
+        (
+            "/v1/devices/demo-freezer/commands",
+            r#"{"name": "ping", "colour": 1}"#,
+            400,
+            None,
+        ),
+        (
+            "/v1/devices/demo-freezer/commands",
+            r#"{"params": {}}"#,
+            400,
+            None,
+        ),
+    ] {
+        let a = request(&f.router, "POST", uri, &[], body).await;
+        assert_eq!(a.status.as_u16(), status, "{body}: {}", a.raw);
+        conforms(&doc, "Problem", &a.body);
+        if let Some(field) = field {
+            assert_eq!(a.body["field"], field, "{body}");
+        }
+    }
 }

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use telltale_broker::{Message, Messages, Publisher};
+use telltale_store::commands::{self, CommandState, CommandUpdate};
 use telltale_store::{AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
 use telltale_wire::decode::{self, Limits};
-use telltale_wire::msg::{Ack, Presence, Status};
+use telltale_wire::msg::{Ack, CommandResult, Presence, ResultStatus, Status};
 use telltale_wire::topic::{self, Kind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -86,6 +87,8 @@ pub struct IngestStats {
     pub acks: AtomicU64,
     /// Status messages seen.
     pub statuses: AtomicU64,
+    /// Command results (receipts and outcomes) received.
+    pub command_results: AtomicU64,
 }
 
 /// A device's presence change, for later consumers (device collection).
@@ -261,8 +264,45 @@ impl Ingest {
                     }
                 }
             }
-            // Command results are handled by the command issue's code.
-            Kind::CmdResult | Kind::Ack | Kind::Cmd => Ok(()),
+            Kind::CmdResult => {
+                self.stats.command_results.fetch_add(1, Relaxed);
+                let parsed = serde_json::from_slice::<CommandResult>(&msg.payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        let id = commands::parse_wire_id(&self.writer.epoch, &r.id)
+                            .ok_or_else(|| format!("{:?} is not a command of this hub", r.id))?;
+                        Ok((id, r))
+                    });
+                match parsed {
+                    Ok((id, r)) => {
+                        let state = match r.status {
+                            ResultStatus::Delivered => CommandState::Delivered,
+                            ResultStatus::Succeeded => CommandState::Succeeded,
+                            ResultStatus::Failed => CommandState::Failed,
+                        };
+                        self.writer.update_command_blocking(CommandUpdate {
+                            id,
+                            // Only the command's own device may report on it.
+                            device: Some(device.to_owned()),
+                            state,
+                            output: r.output.map(|o| o.to_string()),
+                            reason: r.reason,
+                        })
+                    }
+                    Err(reason) => {
+                        let device = device.to_owned();
+                        self.reject(
+                            topic_str,
+                            Some(device),
+                            "bad_command_result",
+                            reason,
+                            &msg.payload,
+                        )
+                    }
+                }
+            }
+            // The hub's own topics: a device publishing there is ignored.
+            Kind::Ack | Kind::Cmd => Ok(()),
         }
     }
 

@@ -28,6 +28,9 @@ pub struct StoreConfig {
     /// How many resolved alerts the alert history keeps (oldest deleted
     /// first; open alerts are always kept).
     pub max_alerts: u64,
+    /// How many finished commands the command history keeps (oldest
+    /// deleted first; open commands are always kept).
+    pub max_commands: u64,
     /// Largest prefix of a rejected payload kept for inspection (bytes).
     pub reject_payload_bytes: usize,
     /// Capacity of the queue in front of the writer, in batches.
@@ -44,6 +47,7 @@ impl Default for StoreConfig {
             retention: Retention::default(),
             max_rejects: 10_000,
             max_alerts: 10_000,
+            max_commands: 10_000,
             reject_payload_bytes: 512,
             queue_batches: 8_192,
         }

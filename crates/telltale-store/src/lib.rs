@@ -15,6 +15,7 @@
 //! decides what is valid: it stores what it is given.
 
 mod alerts;
+pub mod commands;
 pub mod config;
 pub mod outbox;
 mod reader;
@@ -24,7 +25,8 @@ pub mod writer;
 pub use alerts::{AckOutcome, Delivery, Routing};
 pub use config::{Retention, StoreConfig, Synchronous};
 pub use reader::{
-    AlertRow, DeviceRow, LatestRow, NotifyRow, Reader, RejectRow, StoredReading, StoredValue,
+    AlertRow, CommandRow, DeviceRow, LatestRow, NotifyRow, Reader, RejectRow, StoredReading,
+    StoredValue,
 };
 pub use writer::{
     AckOut, Changes, IncomingBatch, Presence, Reject, StoreStats, WriteOp, WriterHandle,

@@ -59,6 +59,37 @@ pub struct AlertRow {
     pub ack_note: Option<String>,
 }
 
+/// A device command: an item of the commands collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRow {
+    /// Its id.
+    pub id: u64,
+    /// Sequence number in the commands collection: its last change.
+    pub seq: u64,
+    /// The device it is for.
+    pub device: String,
+    /// Its name.
+    pub name: String,
+    /// Its parameters, a JSON object as text.
+    pub params: String,
+    /// `queued`, `sent`, `delivered`, `succeeded`, `failed`, `expired` or `timeout`.
+    pub state: String,
+    /// Hub times (ms): created, deadline, and each step.
+    pub created_ms: i64,
+    pub deadline_ms: i64,
+    pub sent_ms: Option<i64>,
+    pub delivered_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    /// The device's output, JSON text.
+    pub output: Option<String>,
+    /// Why it failed, expired or timed out.
+    pub reason: Option<String>,
+    /// The client's idempotency key.
+    pub idem_key: Option<String>,
+    /// Its last change.
+    pub updated_ms: i64,
+}
+
 /// A queued notification: one alert change for one sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotifyRow {
@@ -438,6 +469,58 @@ impl Reader {
             .conn
             .prepare_cached("SELECT min(next_at) FROM notify_outbox WHERE done = 0")?
             .query_row([], |r| r.get(0))?)
+    }
+
+    /// Last seq of the commands collection.
+    pub fn commands_seq(&self) -> Result<u64, StoreError> {
+        schema::meta_seq(&self.conn, "commands_seq")
+    }
+
+    /// Every command held, by id.
+    pub fn commands_all(&self) -> Result<Vec<CommandRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM commands ORDER BY id",
+            crate::commands::COMMAND_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([], crate::commands::command_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Commands that changed after `seq`, in seq order, at most `limit`.
+    pub fn commands_after(&self, seq: u64, limit: usize) -> Result<Vec<CommandRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM commands WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            crate::commands::COMMAND_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([seq as i64, limit as i64], crate::commands::command_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Commands not finished yet (queued, sent or delivered), by id.
+    pub fn commands_open(&self) -> Result<Vec<CommandRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM commands WHERE state IN ('queued', 'sent', 'delivered') ORDER BY id",
+            crate::commands::COMMAND_COLUMNS
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([], crate::commands::command_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One command.
+    pub fn command(&self, id: u64) -> Result<Option<CommandRow>, StoreError> {
+        crate::commands::command_by_id(&self.conn, id as i64)
     }
 
     /// Every notification of alert `id`, in order.

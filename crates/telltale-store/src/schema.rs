@@ -158,6 +158,32 @@ const HUB_MIGRATIONS: &[&str] = &[
         done_at INTEGER
     );
     CREATE INDEX notify_due ON notify_outbox(next_at) WHERE done = 0;
+    CREATE INDEX notify_by_alert ON notify_outbox(alert);
+    ",
+    // 4: device commands: the commands collection (seq: meta.commands_seq,
+    // never reused) and their history, a ring of its own (finished commands
+    // beyond StoreConfig::max_commands are deleted, oldest first).
+    "
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        device TEXT NOT NULL,
+        name TEXT NOT NULL,
+        params TEXT NOT NULL,         -- JSON object
+        state TEXT NOT NULL,          -- queued, sent, delivered, succeeded, failed, expired, timeout
+        created INTEGER NOT NULL,
+        deadline INTEGER NOT NULL,
+        sent INTEGER,
+        delivered INTEGER,
+        finished INTEGER,
+        output TEXT,                  -- JSON, from the device
+        reason TEXT,
+        idem_key TEXT,                -- the client's Idempotency-Key
+        updated INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX commands_by_seq ON commands(seq);
+    CREATE UNIQUE INDEX commands_idem ON commands(idem_key) WHERE idem_key IS NOT NULL;
+    CREATE INDEX commands_open ON commands(id) WHERE state IN ('queued', 'sent', 'delivered');
     ",
 ];
 

@@ -23,8 +23,9 @@
 //!   table (and in every list) stays exact to the commit.
 
 use crate::alerts::{AckOutcome, Alerts, Delivery, Routing};
+use crate::commands::{CommandUpdate, NewCommand};
 use crate::config::StoreConfig;
-use crate::reader::{AlertRow, DeviceRow, LatestRow, StoredReading};
+use crate::reader::{AlertRow, CommandRow, DeviceRow, LatestRow, StoredReading};
 use crate::schema::{self, Kind};
 use crate::{now_ms, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -117,6 +118,14 @@ pub enum WriteOp {
         id: u64,
         outcome: Delivery,
     },
+    /// A new device command; answered after the commit with the command
+    /// and whether it is new (an idempotency key seen before is not).
+    NewCommand {
+        command: NewCommand,
+        reply: CommandReply,
+    },
+    /// A command moves along its lifecycle.
+    CommandUpdate(CommandUpdate),
 }
 
 /// "Batches of `outbox` up to `upto` from `device` are committed."
@@ -165,6 +174,10 @@ pub struct Changes {
     pub alerts: Vec<AlertRow>,
     /// Last alerts seq after this commit.
     pub alerts_seq: u64,
+    /// The commands this commit changed, in commands seq order.
+    pub commands: Vec<CommandRow>,
+    /// Last commands seq after this commit.
+    pub commands_seq: u64,
 }
 
 /// Counters the writer keeps, read by benchmarks and metrics.
@@ -194,6 +207,8 @@ pub struct StoreStats {
     pub oldest_seq: AtomicU64,
     /// Last alerts seq committed.
     pub alerts_seq: AtomicU64,
+    /// Last commands seq committed.
+    pub commands_seq: AtomicU64,
     /// Alert transitions written.
     pub alert_transitions: AtomicU64,
     /// When the last commit finished (ms since the epoch).
@@ -253,6 +268,35 @@ impl WriterHandle {
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 
+    /// Moves a command along its lifecycle and has the group commit at once
+    /// (a command's client waits on each step), from a thread that may
+    /// block.
+    pub fn update_command_blocking(&self, u: CommandUpdate) -> Result<(), StoreError> {
+        self.send_blocking(WriteOp::CommandUpdate(u))?;
+        // A sync nobody waits for: it only ends the group now.
+        let (tx, _) = oneshot::channel();
+        self.send_blocking(WriteOp::Sync(tx))
+    }
+
+    /// The same from a task.
+    pub async fn update_command(&self, u: CommandUpdate) -> Result<(), StoreError> {
+        self.send(WriteOp::CommandUpdate(u)).await?;
+        let (tx, _) = oneshot::channel();
+        self.send(WriteOp::Sync(tx)).await
+    }
+
+    /// Creates a command (or finds the one its idempotency key made) and
+    /// commits at once; `true` if it is new.
+    pub async fn new_command(&self, command: NewCommand) -> Result<(CommandRow, bool), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(WriteOp::NewCommand { command, reply }).await?;
+        self.sync().await?;
+        answer
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(StoreError::Commit)
+    }
+
     /// Acknowledges alert `id` and commits at once.
     pub async fn ack_alert(
         &self,
@@ -303,12 +347,14 @@ pub fn start(
     let next_latest_seq = schema::meta_seq(&conn, "latest_seq")? + 1;
     let next_devices_seq = schema::meta_seq(&conn, "devices_seq")? + 1;
     let next_alerts_seq = schema::meta_seq(&conn, "alerts_seq")? + 1;
+    let next_commands_seq = schema::meta_seq(&conn, "commands_seq")? + 1;
     let oldest: Option<u64> = conn.query_row("SELECT min(seq) FROM readings", [], |r| r.get(0))?;
     let stats = Arc::new(StoreStats::default());
     stats.last_seq.store(next_seq - 1, Relaxed);
     stats.latest_seq.store(next_latest_seq - 1, Relaxed);
     stats.devices_seq.store(next_devices_seq - 1, Relaxed);
     stats.alerts_seq.store(next_alerts_seq - 1, Relaxed);
+    stats.commands_seq.store(next_commands_seq - 1, Relaxed);
     stats.oldest_seq.store(oldest.unwrap_or(next_seq), Relaxed);
     let (tx, rx) = flume::bounded(config.queue_batches.max(1));
     let (events, _) = broadcast::channel(1024);
@@ -329,6 +375,7 @@ pub fn start(
             gaps_dirty: true,
             alerts: None,
             next_alerts_seq,
+            next_commands_seq,
             devices: HashMap::default(),
             presence: HashMap::default(),
             names: HashMap::default(),
@@ -388,6 +435,8 @@ struct State {
     alerts: Option<Alerts>,
     /// Seq the next change of an alert gets (`meta.alerts_seq` + 1).
     next_alerts_seq: u64,
+    /// Seq the next change of a command gets (`meta.commands_seq` + 1).
+    next_commands_seq: u64,
     /// Interned device names: name → (id, shared name).
     devices: HashMap<String, (i64, Arc<str>)>,
     /// The devices collection's view of each device met so far, by id,
@@ -471,6 +520,9 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(2);
 /// is given up as lost.
 const MAX_ABOVE: usize = 10_000;
 
+/// Where a new command's creator waits: the command and whether it is new.
+type CommandReply = oneshot::Sender<Result<(CommandRow, bool), String>>;
+
 /// One group commit in the making.
 #[derive(Default)]
 struct Group {
@@ -497,6 +549,10 @@ struct Group {
     alert_rows: Vec<AlertRow>,
     /// Acknowledgements to answer once the group is committed.
     ack_replies: Vec<(oneshot::Sender<Result<AckOutcome, String>>, AckOutcome)>,
+    /// Commands changed by this group.
+    command_rows: Vec<CommandRow>,
+    /// New commands to answer once the group is committed.
+    command_replies: Vec<(CommandReply, (CommandRow, bool))>,
 }
 
 impl Writer {
@@ -613,6 +669,8 @@ impl Writer {
                         .store(self.state.next_devices_seq - 1, Relaxed);
                     s.oldest_seq.store(self.state.oldest_seq, Relaxed);
                     s.alerts_seq.store(self.state.next_alerts_seq - 1, Relaxed);
+                    s.commands_seq
+                        .store(self.state.next_commands_seq - 1, Relaxed);
                     s.last_commit_ms.store(now_ms(), Relaxed);
                     if !group.acks.is_empty() {
                         let acks = group
@@ -635,6 +693,7 @@ impl Writer {
                             && group.latest_rows.is_empty()
                             && group.device_rows.is_empty()
                             && group.alert_rows.is_empty()
+                            && group.command_rows.is_empty()
                             && group.shown == 0)
                     {
                         let _ = self.events.send(Arc::new(Changes {
@@ -647,6 +706,8 @@ impl Writer {
                             devices_seq: self.state.next_devices_seq - 1,
                             alerts: group.alert_rows,
                             alerts_seq: self.state.next_alerts_seq - 1,
+                            commands: group.command_rows,
+                            commands_seq: self.state.next_commands_seq - 1,
                         }));
                     }
                     for w in group.syncs {
@@ -655,6 +716,9 @@ impl Writer {
                     for (w, outcome) in group.ack_replies {
                         let _ = w.send(Ok(outcome));
                     }
+                    for (w, made) in group.command_replies {
+                        let _ = w.send(Ok(made));
+                    }
                 }
                 Err(e) => {
                     // Nothing of this group is acknowledged: senders with an
@@ -662,6 +726,9 @@ impl Writer {
                     s.failed_commits.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, rows = group.rows, "store commit failed");
                     for (w, _) in group.ack_replies {
+                        let _ = w.send(Err(format!("the store could not commit: {e}")));
+                    }
+                    for (w, _) in group.command_replies {
                         let _ = w.send(Err(format!("the store could not commit: {e}")));
                     }
                     if let Err(e) = self.state.reload(&self.conn) {
@@ -721,6 +788,8 @@ fn show(events: &broadcast::Sender<Arc<Changes>>, state: &State, group: &mut Gro
         devices_seq: state.stats.devices_seq.load(Relaxed),
         alerts: Vec::new(),
         alerts_seq: state.stats.alerts_seq.load(Relaxed),
+        commands: Vec::new(),
+        commands_seq: state.stats.commands_seq.load(Relaxed),
     }));
 }
 
@@ -826,6 +895,28 @@ impl State {
             }
             WriteOp::Delivered { id, outcome } => {
                 crate::alerts::delivered(tx, id, &outcome, now_ms())
+            }
+            WriteOp::NewCommand { command, reply } => {
+                let made =
+                    crate::commands::create(tx, &mut self.next_commands_seq, &command, now_ms())?;
+                if made.1 {
+                    group.command_rows.push(made.0.clone());
+                }
+                group.command_replies.push((reply, made));
+                Ok(())
+            }
+            WriteOp::CommandUpdate(u) => {
+                if let Some(row) =
+                    crate::commands::update(tx, &mut self.next_commands_seq, &u, now_ms())?
+                {
+                    if crate::commands::CommandState::parse(&row.state)
+                        .is_some_and(|s| s.is_final())
+                    {
+                        crate::commands::trim_history(tx, self.config.max_commands)?;
+                    }
+                    group.command_rows.push(row);
+                }
+                Ok(())
             }
         }
     }
@@ -1342,6 +1433,7 @@ impl State {
         self.next_latest_seq = schema::meta_seq(conn, "latest_seq")? + 1;
         self.next_devices_seq = schema::meta_seq(conn, "devices_seq")? + 1;
         self.next_alerts_seq = schema::meta_seq(conn, "alerts_seq")? + 1;
+        self.next_commands_seq = schema::meta_seq(conn, "commands_seq")? + 1;
         if let Some(a) = self.alerts.as_mut() {
             // Back to what was committed: open alerts and timers as stored.
             a.reload(conn, now_ms())?;
