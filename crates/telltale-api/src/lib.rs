@@ -18,6 +18,7 @@ mod problem;
 mod routes;
 pub mod rules;
 pub mod sources;
+pub mod ws;
 
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
 pub use problem::Problem;
@@ -435,6 +436,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices/{id}/commands", post(commands::post))
         .route("/v1/commands", get(commands_list))
         .route("/v1/commands/{id}", get(commands::one))
+        .route("/v1/ws", get(ws::upgrade))
         .route("/v1/alerts", get(alerts))
         .route("/v1/alerts/{id}", get(alerts::one))
         .route("/v1/alerts/{id}/ack", post(alerts::ack))

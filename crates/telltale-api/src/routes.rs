@@ -16,7 +16,7 @@ use telltale_watch::{
     Collection, Cursor, EventType, Item, Kind, RvError, Start, WatchError, WatchEvent, WatchRequest,
 };
 
-fn watch_problem<T: Item>(coll: &Collection<T>, e: WatchError) -> Problem {
+pub(crate) fn watch_problem<T: Item>(coll: &Collection<T>, e: WatchError) -> Problem {
     match e {
         WatchError::Source(e) => Problem::internal(e),
         WatchError::Rv(RvError::Malformed) => Problem {
@@ -179,7 +179,7 @@ fn frame<T: Framed>(coll: &Collection<T>, e: &WatchEvent<T>, wire: Wire) -> Byte
 }
 
 /// One event as JSON, with its SSE event name and id.
-fn event_json<T: Item>(
+pub(crate) fn event_json<T: Item>(
     coll: &Collection<T>,
     e: &WatchEvent<T>,
 ) -> (String, &'static str, Option<String>) {
@@ -239,6 +239,66 @@ fn wants_sse(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
+/// The shorthands a collection takes beyond `device` and `metric`.
+pub(crate) fn extra_shorthands(name: &str) -> &'static [&'static str] {
+    match name {
+        "alerts" => &["severity", "state"],
+        "commands" => &["state"],
+        _ => &[],
+    }
+}
+
+/// A watch of `coll` as `p` and `rv_text` (a resourceVersion or
+/// Last-Event-ID) say, holding one of the hub's watch permits: shared by the
+/// HTTP streams and the WebSocket.
+pub(crate) async fn start_watch<T: Framed>(
+    state: &AppState,
+    coll: &Arc<Collection<T>>,
+    p: Params,
+    rv_text: Option<&str>,
+) -> Result<
+    (
+        impl futures_util::Stream<Item = WatchEvent<T>> + Send + 'static,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    Problem,
+> {
+    let rv = match rv_text {
+        Some(t) if !t.is_empty() => {
+            Some(coll.check_rv(t).await.map_err(|e| watch_problem(coll, e))?)
+        }
+        _ => None,
+    };
+    let permit = state
+        .watches
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Problem {
+            retry_after: Some(5),
+            ..Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_watches",
+                "the hub serves as many watches as it is configured for; retry later",
+            )
+        })?;
+    let start = match (rv, p.send_initial_events, p.since) {
+        (Some(seq), _, _) => Start::After(seq),
+        (None, true, _) => Start::Initial,
+        (None, false, Some(ts)) => Start::Since(ts),
+        (None, false, None) => Start::Now,
+    };
+    let stream = coll.watch(WatchRequest {
+        start,
+        filter: p.filter,
+        heartbeat: p.heartbeat,
+        timeout: p.timeout,
+        throttle: p.throttle,
+        max_lifetime: state.config.max_stream_lifetime(),
+        shutdown: state.shutdown.clone(),
+    });
+    Ok((stream, permit))
+}
+
 /// Serves one collection route.
 pub async fn serve_collection<T: Framed>(
     state: &AppState,
@@ -247,53 +307,16 @@ pub async fn serve_collection<T: Framed>(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, Problem> {
-    let extra: &[&str] = match coll.name {
-        "alerts" => &["severity", "state"],
-        "commands" => &["state"],
-        _ => &[],
-    };
-    let p = Params::parse(pairs, coll.kind, extra)?;
+    let p = Params::parse(pairs, coll.kind, extra_shorthands(coll.name))?;
     // The header wins where both are given (EventSource resumes with it).
     let rv_text = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(p.resource_version.clone());
-    let rv = match rv_text.as_deref() {
-        Some(t) if !t.is_empty() => {
-            Some(coll.check_rv(t).await.map_err(|e| watch_problem(coll, e))?)
-        }
-        _ => None,
-    };
 
     if p.watch {
-        let permit = state
-            .watches
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Problem {
-                retry_after: Some(5),
-                ..Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_watches",
-                    "the hub serves as many watches as it is configured for; retry later",
-                )
-            })?;
-        let start = match (rv, p.send_initial_events, p.since) {
-            (Some(seq), _, _) => Start::After(seq),
-            (None, true, _) => Start::Initial,
-            (None, false, Some(ts)) => Start::Since(ts),
-            (None, false, None) => Start::Now,
-        };
-        let stream = coll.watch(WatchRequest {
-            start,
-            filter: p.filter,
-            heartbeat: p.heartbeat,
-            timeout: p.timeout,
-            throttle: p.throttle,
-            max_lifetime: state.config.max_stream_lifetime(),
-            shutdown: state.shutdown.clone(),
-        });
+        let (stream, permit) = start_watch(state, coll, p, rv_text.as_deref()).await?;
         let coll = coll.clone();
         let (wire, content_type) = if wants_sse(headers) {
             (Wire::Sse, "text/event-stream")
@@ -321,6 +344,12 @@ pub async fn serve_collection<T: Framed>(
             .into_response());
     }
 
+    let rv = match rv_text.as_deref() {
+        Some(t) if !t.is_empty() => {
+            Some(coll.check_rv(t).await.map_err(|e| watch_problem(coll, e))?)
+        }
+        _ => None,
+    };
     if let Some(wait) = p.wait {
         let after = rv.unwrap_or(0);
         let (items, at) = coll
