@@ -53,6 +53,13 @@ pub struct ApiConfig {
     /// Origins (such as `https://dash.example.org`) whose pages may call the
     /// API with fetch and EventSource (CORS). Empty: no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// WebSocket: the server pings this often (seconds).
+    pub ws_ping_secs: u64,
+    /// WebSocket: a peer silent for `ws_ping_secs` plus this long (seconds)
+    /// is closed.
+    pub ws_pong_timeout_secs: u64,
+    /// WebSocket: most watches on one socket.
+    pub ws_max_watches: usize,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +69,9 @@ impl Default for ApiConfig {
             max_watches: 20_000,
             max_stream_secs: 3600,
             cors_origins: Vec::new(),
+            ws_ping_secs: 20,
+            ws_pong_timeout_secs: 10,
+            ws_max_watches: 64,
         }
     }
 }
@@ -71,6 +81,12 @@ impl ApiConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.max_watches == 0 {
             return Err("api.max_watches must be above 0".into());
+        }
+        if self.ws_ping_secs == 0 || self.ws_pong_timeout_secs == 0 || self.ws_max_watches == 0 {
+            return Err(
+                "api.ws_ping_secs, api.ws_pong_timeout_secs and api.ws_max_watches must be above 0"
+                    .into(),
+            );
         }
         for o in &self.cors_origins {
             let ok = (o.starts_with("http://") || o.starts_with("https://"))

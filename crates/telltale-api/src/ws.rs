@@ -474,6 +474,12 @@ pub async fn upgrade(
 ) -> axum::response::Response {
     use axum::extract::ws::Message;
     use axum::response::IntoResponse;
+    let limits = WsLimits {
+        max_watches: state.config.ws_max_watches,
+        ping_every: Duration::from_secs(state.config.ws_ping_secs),
+        pong_timeout: Duration::from_secs(state.config.ws_pong_timeout_secs),
+        ..WsLimits::default()
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
@@ -485,7 +491,6 @@ pub async fn upgrade(
             .into_response()
         }
     };
-    let limits = WsLimits::default();
     // Frames above the application's limit are still read (up to 1 MiB) so
     // that they get an error result instead of a closed socket.
     ws.max_message_size(1024 * 1024)
