@@ -104,6 +104,7 @@ struct Device {
 /// The simulated source every bench device reads.
 fn bench_source() -> SimulatedSource {
     SimulatedSource {
+        name: None,
         metric: "bench/temp".to_owned(),
         unit: Some("Cel".to_owned()),
         interval_ms: 1,
@@ -252,6 +253,7 @@ async fn drive(
             wake: Arc::new(Notify::new()),
             progress,
             gate: Some(gate_rx.clone()),
+            commands: None,
         };
         senders.spawn(sender.run(stop.clone()));
         watchers.push((watch, device.last_seq));

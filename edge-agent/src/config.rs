@@ -1,9 +1,10 @@
 //! The agent's TOML config file: one struct per component, unknown keys
 //! refused, every default written down here and in docs/agent-config.md, and
-//! the checks `check-config` runs.
+//! the checks `check-config` runs. The same structs serialize back (secrets
+//! masked) for the `get_config` command.
 
 use anyhow::{bail, ensure, Context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use telltale_wire::decode::Limits;
 pub const MAX_NAME: usize = 64;
 
 /// The whole config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Device id: the `{id}` of every topic. 1–64 characters of
@@ -37,6 +38,10 @@ pub struct Config {
     /// What to read (`[[source]]` tables).
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Commands the hub may ask for beyond the built-in ones (`[[command]]`
+    /// tables).
+    #[serde(default, rename = "command")]
+    pub commands: Vec<CommandConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -48,14 +53,24 @@ fn default_data_dir() -> PathBuf {
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+/// What a secret looks like in `Debug` output and in `get_config`.
+pub const MASK: &str = "***";
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
+        write!(f, "{MASK:?}")
+    }
+}
+
+/// Serialized masked, so the config can be shown without it.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(MASK)
     }
 }
 
 /// `[mqtt]`: the broker connection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// Broker host name or address.
@@ -96,7 +111,7 @@ impl Default for MqttConfig {
 }
 
 /// `[batch]`: when a batch is closed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Close a batch once it holds this many readings (1..=1000, the hub's
@@ -125,7 +140,7 @@ impl BatchConfig {
 }
 
 /// `[outbox]`: the durable queue of batches and how many may be unacked.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// Most payload bytes the outbox holds; when full the oldest batches are
@@ -149,7 +164,7 @@ impl Default for OutboxConfig {
 }
 
 /// One `[[source]]`: something that produces readings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceConfig {
     /// Made-up but plausible values, for demos and tests.
@@ -179,6 +194,16 @@ impl SourceConfig {
         }
     }
 
+    /// The source's name for commands: `name`, else the metric.
+    pub fn name(&self) -> &str {
+        let name = match self {
+            SourceConfig::Simulated(s) => &s.name,
+            SourceConfig::File(s) => &s.name,
+            SourceConfig::Command(s) => &s.name,
+        };
+        name.as_deref().unwrap_or(self.metric())
+    }
+
     /// How often the source is read.
     pub fn interval(&self) -> Duration {
         Duration::from_millis(match self {
@@ -188,7 +213,8 @@ impl SourceConfig {
         })
     }
 
-    fn kind(&self) -> &'static str {
+    /// The `kind` key.
+    pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Simulated(_) => "simulated",
             SourceConfig::File(_) => "file",
@@ -202,7 +228,7 @@ fn default_interval_ms() -> u64 {
 }
 
 /// The waveform of a simulated source.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// `base + amplitude·sin(2πt/period)` plus gaussian noise.
@@ -222,9 +248,12 @@ pub enum Shape {
 }
 
 /// `kind = "simulated"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatedSource {
+    /// Name for commands (`set_interval`, `read_now`); defaults to the metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Metric name (SenML name rules, at most 64 characters).
     pub metric: String,
     /// SenML unit, such as `Cel`.
@@ -267,9 +296,12 @@ fn default_noise() -> f64 {
 }
 
 /// `kind = "file"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
+    /// Name for commands (`set_interval`, `read_now`); defaults to the metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Metric name (SenML name rules, at most 64 characters).
     pub metric: String,
     /// SenML unit, such as `Cel`.
@@ -290,9 +322,12 @@ fn default_scale() -> f64 {
 }
 
 /// `kind = "command"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CommandSource {
+    /// Name for commands (`set_interval`, `read_now`); defaults to the metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Metric of bare-number output lines (SenML name rules, at most 64 characters).
     pub metric: String,
     /// Unit of bare-number output lines.
@@ -313,6 +348,72 @@ pub struct CommandSource {
 
 fn default_timeout_ms() -> u64 {
     5000
+}
+
+/// One `[[command]]`: a program the hub may ask the agent to run, with
+/// typed parameters filled into a fixed argument template.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// The command's name, as the hub sends it (1-64 characters of `a-z 0-9 _ -`,
+    /// starting with a letter; not a built-in name).
+    pub name: String,
+    /// Absolute path of the program, run directly (never through a shell).
+    pub program: String,
+    /// Argument templates: text, with `{param}` placeholders replaced by the
+    /// parameter's value inside the argument (`{{` and `}}` for literal braces).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Kill the program and report `failed` after this many seconds (1-86400).
+    #[serde(default = "default_command_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Most bytes of stdout and stderr together kept for the result (0-32768);
+    /// the rest is read and thrown away.
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: usize,
+    /// The parameters, by name; every one is required and every one must be
+    /// used by some argument.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamSpec>,
+}
+
+fn default_command_timeout_secs() -> u64 {
+    10
+}
+fn default_max_output_bytes() -> usize {
+    4096
+}
+
+/// The type of one parameter of a `[[command]]`, and its limits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ParamSpec {
+    /// A JSON string (at most 1024 bytes, no NUL).
+    String {
+        /// A regular expression the whole value must match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern: Option<String>,
+    },
+    /// A JSON integer.
+    Integer {
+        /// Smallest value allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<i64>,
+        /// Largest value allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<i64>,
+    },
+    /// A JSON number.
+    Number {
+        /// Smallest value allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        /// Largest value allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+    },
+    /// `true` or `false`.
+    Boolean {},
 }
 
 /// Whether `name` is a metric name the hub accepts: starts with a letter or
@@ -389,6 +490,19 @@ impl Config {
             s.validate()
                 .with_context(|| format!("[[source]] #{} (kind {})", i + 1, s.kind()))?;
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.commands.iter().enumerate() {
+            let at = || format!("[[command]] #{} ({})", i + 1, c.name);
+            crate::commands::Operator::compile(c)
+                .map_err(anyhow::Error::msg)
+                .with_context(at)?;
+            ensure!(
+                names.insert(c.name.as_str()),
+                "{}: name {:?} is used by an earlier [[command]]",
+                at(),
+                c.name
+            );
+        }
         Ok(())
     }
 }
@@ -464,6 +578,11 @@ impl SourceConfig {
         ensure!(
             valid_metric(metric),
             "metric {metric:?} must be 1-64 characters of A-Z a-z 0-9 - : . / _ starting with a letter or digit"
+        );
+        let name = self.name();
+        ensure!(
+            valid_metric(name),
+            "name {name:?} must be 1-64 characters of A-Z a-z 0-9 - : . / _ starting with a letter or digit"
         );
         if let Some(u) = self.unit() {
             ensure!(
@@ -676,6 +795,118 @@ mod tests {
         let c = Config::parse(&doc[start..start + len]).expect("docs example");
         let kinds: Vec<&str> = c.sources.iter().map(SourceConfig::kind).collect();
         assert_eq!(kinds, ["simulated", "simulated", "file", "command"]);
+        let names: Vec<&str> = c.commands.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["restart_modem", "ping_host"]);
+    }
+
+    const RESTART: &str = r#"
+        device_id = "gw-1"
+        [[command]]
+        name = "restart_modem"
+        program = "/usr/bin/systemctl"
+        args = ["restart", "{unit}"]
+        timeout_secs = 10
+        max_output_bytes = 4096
+        [command.params]
+        unit = { type = "string", pattern = "^[a-z0-9@._-]{1,64}$" }
+    "#;
+
+    #[test]
+    fn commands_parse() {
+        let c = Config::parse(RESTART).expect("parse");
+        assert_eq!(c.commands.len(), 1);
+        let cmd = &c.commands[0];
+        assert_eq!(
+            (cmd.name.as_str(), cmd.program.as_str(), cmd.args.len()),
+            ("restart_modem", "/usr/bin/systemctl", 2)
+        );
+        assert_eq!(
+            cmd.params.get("unit"),
+            Some(&ParamSpec::String {
+                pattern: Some("^[a-z0-9@._-]{1,64}$".into())
+            })
+        );
+        let c = Config::parse(
+            r#"
+            device_id = "gw-1"
+            [[command]]
+            name = "tune"
+            program = "/usr/local/bin/tune"
+            args = ["--level={level}", "--gain={gain}", "--force={force}", "{{literal}}"]
+            [command.params]
+            level = { type = "integer", min = 0, max = 9 }
+            gain = { type = "number", min = -1.5 }
+            force = { type = "boolean" }
+            "#,
+        )
+        .expect("parse");
+        let cmd = &c.commands[0];
+        assert_eq!((cmd.timeout_secs, cmd.max_output_bytes), (10, 4096));
+        assert_eq!(
+            cmd.params.get("level"),
+            Some(&ParamSpec::Integer {
+                min: Some(0),
+                max: Some(9)
+            })
+        );
+        assert_eq!(cmd.params.get("force"), Some(&ParamSpec::Boolean {}));
+    }
+
+    #[test]
+    fn command_errors_name_the_field() {
+        let with = |extra: &str| format!("{RESTART}{extra}");
+        let cases: Vec<(String, &str)> = vec![
+            (RESTART.replace("timeout_secs", "timeout"), "unknown field `timeout`"),
+            (RESTART.replace("pattern", "patern"), "unknown field `patern`"),
+            (RESTART.replace("\"string\"", "\"text\""), "unknown variant `text`"),
+            (
+                RESTART.replace("type = \"string\", pattern = \"^[a-z0-9@._-]{1,64}$\"", "type = \"boolean\", min = 1"),
+                "unknown field `min`",
+            ),
+            (
+                RESTART.replace("/usr/bin/systemctl", "systemctl"),
+                "[[command]] #1 (restart_modem): program \"systemctl\" must be an absolute path",
+            ),
+            (
+                RESTART.replace("\"{unit}\"", "\"{uint}\""),
+                "[[command]] #1 (restart_modem): args[1] \"{uint}\": placeholder {uint} names no param",
+            ),
+            (
+                RESTART.replace("{1,64}$", "{1,64$"),
+                "[[command]] #1 (restart_modem): params.unit: pattern",
+            ),
+            (
+                RESTART.replace("\"restart_modem\"", "\"ping\""),
+                "[[command]] #1 (ping): name \"ping\" is a built-in command",
+            ),
+            (
+                with("[[command]]\nname = \"restart_modem\"\nprogram = \"/bin/true\"\n"),
+                "[[command]] #2 (restart_modem): name \"restart_modem\" is used by an earlier [[command]]",
+            ),
+            (RESTART.replace("timeout_secs = 10", "timeout_secs = 0"), "timeout_secs must be 1..=86400"),
+            (
+                "device_id = \"a\"\n[[source]]\nkind = \"simulated\"\nmetric = \"t\"\nname = \"a b\"\n".to_owned(),
+                "name \"a b\" must be",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{text}\n→ {e}");
+        }
+    }
+
+    #[test]
+    fn serializes_with_secrets_masked() {
+        let c =
+            Config::parse("device_id = \"a\"\n[mqtt]\nusername = \"u\"\npassword = \"hunter2\"\n")
+                .expect("parse");
+        let v = serde_json::to_value(&c).expect("json");
+        assert_eq!(v["mqtt"]["password"], serde_json::json!(MASK));
+        assert_eq!(v["mqtt"]["username"], serde_json::json!("u"));
+        assert!(!v.to_string().contains("hunter2"));
+        // What comes out reads back as the same config (bar the secret).
+        let back: Config = serde_json::from_value(v).expect("reads back");
+        assert_eq!(back.mqtt.port, c.mqtt.port);
     }
 
     #[test]

@@ -6,14 +6,17 @@
 //!
 //! The pipeline, as the modules lay it out: [`sources`] → [`batcher`] →
 //! [`outbox`] → [`sender`] (over [`link`], the only module that knows
-//! rumqttc). [`config`] owns the file format; [`bench`] drives many
-//! simulated devices through the same path. This crate never parses SenML
-//! itself (that is `telltale-wire`) and never names SQLite (that is
-//! `telltale-store`).
+//! rumqttc). Beside it, [`commands`] runs what the hub asks for: the sender
+//! hands it `cmd` payloads and publishes its results, and it acts on the
+//! sources through their handles. [`config`] owns the file format;
+//! [`bench`] drives many simulated devices through the same path. This
+//! crate never parses SenML itself (that is `telltale-wire`) and never
+//! names SQLite (that is `telltale-store`).
 
 pub mod backoff;
 pub mod batcher;
 pub mod bench;
+pub mod commands;
 pub mod config;
 pub mod link;
 pub mod outbox;
@@ -57,9 +60,12 @@ pub async fn run(config: config::Config, cancel: CancellationToken) -> anyhow::R
     let tracker = TaskTracker::new();
     let wake = Arc::new(Notify::new());
     let (tx, rx) = mpsc::channel(READING_QUEUE);
-    sources::spawn_all(&config.sources, &tx, &cancel, &tracker);
+    let handles = sources::spawn_all(&config.sources, &tx, &cancel, &tracker);
     // The batcher ends when the last source drops its sender.
     drop(tx);
+    let context = commands::Context::new(Arc::new(config.clone()), handles)?;
+    let (runner, port) = commands::Runner::new(Arc::new(context));
+    tracker.spawn(runner.run(cancel.clone()));
     let batcher = batcher::Batcher {
         max_readings: config.batch.max_readings,
         interval: config.batch.interval(),
@@ -74,6 +80,7 @@ pub async fn run(config: config::Config, cancel: CancellationToken) -> anyhow::R
         wake,
         progress,
         gate: None,
+        commands: Some(port),
     };
     let mut sender = tracker.spawn(sender.run(cancel.clone()));
     tracker.close();

@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    SubscribeReasonCode,
 };
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -183,6 +184,15 @@ async fn poll(
                 up = true;
                 backoff.reset();
                 Some(LinkEvent::Up)
+            }
+            Ok(Event::Incoming(Incoming::SubAck(s)))
+                if s.return_codes.contains(&SubscribeReasonCode::Failure) =>
+            {
+                tracing::error!(
+                    broker = target,
+                    "the broker refused a subscription: acks or commands will not arrive (check its ACL)"
+                );
+                None
             }
             Ok(Event::Incoming(Incoming::Publish(p))) => Some(LinkEvent::Message {
                 topic: p.topic,

@@ -1,19 +1,22 @@
 //! The sender: moves sealed batches from the outbox to the hub and deletes
-//! them only when the hub's ack covers them. On every connect it publishes
-//! the birth, subscribes to its ack topic and starts over from the oldest
-//! pending batch; it keeps at most `max_in_flight` batches outstanding and
-//! starts over again when acks stop making progress. The bookkeeping is the
-//! pure [`Window`]; the MQTT side is [`crate::link`].
+//! them only when the hub's ack covers them. On every connect it subscribes
+//! to its ack and cmd topics, publishes the birth and starts over from the
+//! oldest pending batch; it keeps at most `max_in_flight` batches
+//! outstanding and starts over again when acks stop making progress. The
+//! bookkeeping is the pure [`Window`]; the MQTT side is [`crate::link`]. It
+//! is also the commands' postman: `cmd` payloads go to the command runner
+//! without waiting, and the runner's results are published on `cmd/result`.
 
+use crate::commands::CommandPort;
 use crate::config::Config;
 use crate::link::{Link, LinkConfig, LinkEvent};
 use crate::outbox::SharedOutbox;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use telltale_wire::msg::{Ack, Presence, Status};
+use telltale_wire::msg::{Ack, CommandResult, Presence, Status};
 use telltale_wire::topic::{self, Kind};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -206,6 +209,8 @@ pub struct Sender {
     /// If given, batches are held until it reads `true` (the bench starts
     /// every device at once).
     pub gate: Option<watch::Receiver<bool>>,
+    /// The command runner, if commands are taken (not in the bench).
+    pub commands: Option<CommandPort>,
 }
 
 /// Topics of one device.
@@ -213,17 +218,22 @@ struct Topics {
     telemetry: String,
     ack: String,
     status: String,
+    cmd: String,
+    cmd_result: String,
 }
 
 impl Sender {
     /// Runs until `cancel`, then publishes `offline` and disconnects.
     pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut gate = self.gate.take();
+        let mut commands = self.commands.take();
         let c = &self.config;
         let topics = Topics {
             telemetry: topic::format(&c.prefix, &c.device_id, Kind::Telemetry),
             ack: topic::format(&c.prefix, &c.device_id, Kind::Ack),
             status: topic::format(&c.prefix, &c.device_id, Kind::Status),
+            cmd: topic::format(&c.prefix, &c.device_id, Kind::Cmd),
+            cmd_result: topic::format(&c.prefix, &c.device_id, Kind::CmdResult),
         };
         let mut link = Link::start(&c.link);
         let mut window = Window::new(c.max_in_flight, c.ack_timeout);
@@ -264,6 +274,12 @@ impl Sender {
                     None => std::future::pending().await,
                 }
             };
+            let command_result = async {
+                match commands.as_mut() {
+                    Some(c) => c.results.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break Ok(()),
@@ -271,7 +287,7 @@ impl Sender {
                     None | Some(LinkEvent::Closed) => break Err(anyhow::anyhow!("the MQTT link stopped")),
                     Some(LinkEvent::Up) => {
                         window.restart();
-                        match self.on_connect(&link, &topics).await {
+                        match self.on_connect(&link, &topics, commands.is_some()).await {
                             Ok(()) => connected = true,
                             Err(e) => break Err(e),
                         }
@@ -285,11 +301,14 @@ impl Sender {
                     Some(LinkEvent::Message { topic, payload }) => {
                         if topic == topics.ack {
                             self.on_ack(&payload, &mut window).await;
+                        } else if let (true, Some(c)) = (topic == topics.cmd, &commands) {
+                            hand_over(&c.inbox, payload);
                         } else {
                             tracing::debug!(topic, "message on an unexpected topic ignored");
                         }
                     }
                 },
+                Some(r) = command_result => publish_result(&link, &topics, &r).await,
                 _ = self.wake.notified() => {}
                 _ = gate_opened => {}
                 _ = sleep_until(retry_at) => retry_at = None,
@@ -303,6 +322,18 @@ impl Sender {
                 }
             }
         };
+        if let (true, true, Some(c)) = (connected, cancel.is_cancelled(), commands.as_mut()) {
+            // The runner answers what it stopped, then closes the channel.
+            let drained = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(r) = c.results.recv().await {
+                    publish_result(&link, &topics, &r).await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!("command results still unpublished at shutdown");
+            }
+        }
         if connected {
             // A clean DISCONNECT does not fire the Last Will: say it ourselves.
             let offline = status_json(Presence::Offline, &BTreeMap::new());
@@ -319,10 +350,17 @@ impl Sender {
         result
     }
 
-    async fn on_connect(&self, link: &Link, topics: &Topics) -> anyhow::Result<()> {
+    async fn on_connect(&self, link: &Link, topics: &Topics, commands: bool) -> anyhow::Result<()> {
+        // Subscribe before the birth: the broker handles our packets in
+        // order, so by the time the hub sees us online (and sends what it
+        // queued for us) the subscriptions are in place. A clean session
+        // each time, so every connect subscribes again.
+        link.subscribe(&topics.ack).await?;
+        if commands {
+            link.subscribe(&topics.cmd).await?;
+        }
         let birth = status_json(Presence::Online, &self.config.labels);
         link.publish(&topics.status, birth, true).await?;
-        link.subscribe(&topics.ack).await?;
         let pending = self.outbox.len().await.unwrap_or(0);
         tracing::info!(
             pending_batches = pending,
@@ -384,6 +422,38 @@ impl Sender {
                 "cannot delete acked batches"
             ),
         }
+    }
+}
+
+/// Gives a `cmd` payload to the command runner without waiting: telemetry
+/// never waits on commands.
+fn hand_over(inbox: &mpsc::Sender<Vec<u8>>, payload: Vec<u8>) {
+    match inbox.try_send(payload) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
+            "command dropped: {} commands already wait for the runner",
+            crate::commands::INBOX
+        ),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            tracing::debug!("command dropped: the runner has stopped")
+        }
+    }
+}
+
+async fn publish_result(link: &Link, topics: &Topics, r: &CommandResult) {
+    let payload = match serde_json::to_vec(r) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(id = r.id, error = %e, "cannot encode a command result");
+            return;
+        }
+    };
+    if let Err(e) = link.publish(&topics.cmd_result, payload, false).await {
+        tracing::warn!(
+            id = r.id,
+            error = format!("{e:#}"),
+            "cannot publish a command result"
+        );
     }
 }
 

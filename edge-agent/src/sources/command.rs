@@ -2,7 +2,7 @@
 //! every interval, with a timeout and capped output, and turns its stdout
 //! into readings. The output format is parsed by the pure [`parse_output`].
 
-use super::{LogLimiter, Output, COMPLAINT_PERIOD};
+use super::{LogLimiter, Output, Schedule, COMPLAINT_PERIOD};
 use crate::config::{valid_metric, CommandSource};
 use crate::reading::{now_secs, Reading, Value};
 use std::process::Stdio;
@@ -87,19 +87,28 @@ struct RunOutput {
 }
 
 /// Reads `r` to its end, keeping the first `cap` bytes; `true` if more came.
-async fn read_capped<R: AsyncRead + Unpin>(
+async fn read_capped<R: AsyncRead + Unpin>(r: R, cap: usize) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut kept = Vec::new();
+    let more = read_capped_into(r, cap, &mut kept).await?;
+    Ok((kept, more))
+}
+
+/// Reads `r` to its end, appending to `kept` until it holds `cap` bytes;
+/// `true` if more came. What was kept stays in `kept` if the future is
+/// dropped half way (a timeout).
+pub(crate) async fn read_capped_into<R: AsyncRead + Unpin>(
     mut r: R,
     cap: usize,
-) -> std::io::Result<(Vec<u8>, bool)> {
-    let mut kept = Vec::new();
+    kept: &mut Vec<u8>,
+) -> std::io::Result<bool> {
     let mut chunk = [0u8; 8192];
     let mut more = false;
     loop {
         let n = r.read(&mut chunk).await?;
         if n == 0 {
-            return Ok((kept, more));
+            return Ok(more);
         }
-        let room = cap - kept.len();
+        let room = cap.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..n.min(room)]);
         more |= n > room;
     }
@@ -155,11 +164,10 @@ async fn run_once(cfg: &CommandSource) -> Result<RunOutput, String> {
 }
 
 /// Runs a command source until cancelled.
-pub async fn run(cfg: CommandSource, out: Output) {
-    let mut ticker = super::ticker(Duration::from_millis(cfg.interval_ms));
+pub async fn run(cfg: CommandSource, out: Output, mut schedule: Schedule) {
     let mut run_complaints = LogLimiter::new(COMPLAINT_PERIOD);
     let mut line_complaints = LogLimiter::new(COMPLAINT_PERIOD);
-    while out.tick(&mut ticker).await {
+    while let Some(wake) = out.next(&mut schedule).await {
         let result = tokio::select! {
             biased;
             _ = out.cancel().cancelled() => break,
@@ -176,6 +184,7 @@ pub async fn run(cfg: CommandSource, out: Output) {
                         "command source failed; run skipped"
                     );
                 }
+                wake.answer(Err(e));
                 continue;
             }
         };
@@ -189,6 +198,8 @@ pub async fn run(cfg: CommandSource, out: Output) {
             }
         }
         let time = now_secs();
+        let mut read = Vec::new();
+        let mut first_error = None;
         for line in parse_output(&output.stdout, &cfg.metric) {
             match line {
                 Ok(l) => {
@@ -203,9 +214,10 @@ pub async fn run(cfg: CommandSource, out: Output) {
                         value: Value::Num(l.value),
                         time,
                     };
-                    if !out.send(reading).await {
+                    if !out.send(reading.clone()).await {
                         return;
                     }
+                    read.push(reading);
                 }
                 Err(e) => {
                     if let Some(held) = line_complaints.allow(Instant::now()) {
@@ -216,8 +228,14 @@ pub async fn run(cfg: CommandSource, out: Output) {
                             "bad command output line skipped"
                         );
                     }
+                    first_error.get_or_insert(e);
                 }
             }
+        }
+        match first_error {
+            Some(e) if read.is_empty() => wake.answer(Err(e)),
+            None if read.is_empty() => wake.answer(Err("the program printed no reading".into())),
+            _ => wake.answer(Ok(read)),
         }
     }
 }
@@ -296,6 +314,7 @@ mod tests {
 
     fn cmd(program: &str, args: &[&str], timeout_ms: u64) -> CommandSource {
         CommandSource {
+            name: None,
             metric: "m".into(),
             unit: Some("%".into()),
             interval_ms: 10,
@@ -341,6 +360,7 @@ mod tests {
         let task = tokio::spawn(run(
             cmd("printf", &["5\\ncpu 3\\nbogus\\n"], 5000),
             Output::new(tx, cancel.clone()),
+            Schedule::fixed(Duration::from_millis(10)),
         ));
         let a = rx.recv().await.expect("first");
         let b = rx.recv().await.expect("second");

@@ -2,7 +2,7 @@
 //! a 1-wire sensor) every interval, scaled. Failures are logged at most once
 //! a minute and the reading is skipped.
 
-use super::{LogLimiter, Output, COMPLAINT_PERIOD};
+use super::{LogLimiter, Output, Schedule, COMPLAINT_PERIOD};
 use crate::config::FileSource;
 use crate::reading::{now_secs, Reading, Value};
 use std::path::Path;
@@ -59,10 +59,9 @@ async fn read_head(path: &Path) -> std::io::Result<String> {
 }
 
 /// Runs a file source until cancelled.
-pub async fn run(cfg: FileSource, out: Output) {
-    let mut ticker = super::ticker(std::time::Duration::from_millis(cfg.interval_ms));
+pub async fn run(cfg: FileSource, out: Output, mut schedule: Schedule) {
     let mut complaints = LogLimiter::new(COMPLAINT_PERIOD);
-    while out.tick(&mut ticker).await {
+    while let Some(wake) = out.next(&mut schedule).await {
         let problem = match read_head(&cfg.path).await {
             Ok(text) => match first_number(&text).map(|v| v * cfg.scale) {
                 Some(v) if v.is_finite() => {
@@ -72,15 +71,17 @@ pub async fn run(cfg: FileSource, out: Output) {
                         value: Value::Num(v),
                         time: now_secs(),
                     };
-                    if !out.send(reading).await {
+                    if !out.send(reading.clone()).await {
                         break;
                     }
+                    wake.answer(Ok(vec![reading]));
                     continue;
                 }
                 _ => "no finite number in the file".to_owned(),
             },
             Err(e) => e.to_string(),
         };
+        wake.answer(Err(format!("{}: {problem}", cfg.path.display())));
         if let Some(held) = complaints.allow(Instant::now()) {
             tracing::warn!(
                 metric = cfg.metric,
@@ -130,13 +131,18 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let cancel = tokio_util::sync::CancellationToken::new();
         let cfg = FileSource {
+            name: None,
             metric: "cpu/temp".into(),
             unit: Some("Cel".into()),
             interval_ms: 10,
             path: path.clone(),
             scale: 0.001,
         };
-        let task = tokio::spawn(run(cfg.clone(), Output::new(tx.clone(), cancel.clone())));
+        let task = tokio::spawn(run(
+            cfg.clone(),
+            Output::new(tx.clone(), cancel.clone()),
+            Schedule::fixed(std::time::Duration::from_millis(10)),
+        ));
         let r = rx.recv().await.expect("reading");
         assert_eq!(r.value, Value::Num(41.25));
         assert_eq!(r.unit.as_deref(), Some("Cel"));
@@ -148,7 +154,11 @@ mod tests {
             path: dir.path().join("missing"),
             ..cfg
         };
-        let task = tokio::spawn(run(missing, Output::new(tx, cancel.clone())));
+        let task = tokio::spawn(run(
+            missing,
+            Output::new(tx, cancel.clone()),
+            Schedule::fixed(std::time::Duration::from_millis(10)),
+        ));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(rx.try_recv().is_err());
         cancel.cancel();

@@ -2,7 +2,7 @@
 //! bounded random walk, a sawtooth, a door that opens now and then). The
 //! waveform is a pure [`Simulator`] driven by time and a caller's rng.
 
-use super::Output;
+use super::{Output, Schedule};
 use crate::config::{Shape, SimulatedSource};
 use crate::reading::{now_secs, Reading, Value};
 use rand::rngs::StdRng;
@@ -109,20 +109,25 @@ impl Simulator {
     }
 }
 
-/// Runs a simulated source until cancelled.
-pub async fn run(cfg: SimulatedSource, out: Output) {
-    let interval = std::time::Duration::from_millis(cfg.interval_ms);
-    let dt = interval.as_secs_f64();
+/// Runs a simulated source until cancelled (or its `limit` is reached).
+pub async fn run(cfg: SimulatedSource, out: Output, mut schedule: Schedule) {
     let mut sim = Simulator::new(&cfg);
     let mut rng = StdRng::from_os_rng();
-    let mut ticker = super::ticker(interval);
     let mut produced = 0u64;
-    while out.tick(&mut ticker).await {
+    let mut last: Option<f64> = None;
+    while let Some(wake) = out.next(&mut schedule).await {
         if cfg.limit.is_some_and(|l| produced >= l) {
+            wake.answer(Err(format!(
+                "the source stopped after its limit of {produced} readings"
+            )));
             break;
         }
         produced += 1;
         let t = now_secs();
+        // The time since the previous sample: the interval may change, and a
+        // read-now comes between ticks.
+        let dt = last.map_or(schedule.period().as_secs_f64(), |l| (t - l).max(0.0));
+        last = Some(t);
         let value = sim.sample(t, dt, &mut rng);
         let reading = Reading {
             name: cfg.metric.clone(),
@@ -130,9 +135,10 @@ pub async fn run(cfg: SimulatedSource, out: Output) {
             value,
             time: t,
         };
-        if !out.send(reading).await {
+        if !out.send(reading.clone()).await {
             break;
         }
+        wake.answer(Ok(vec![reading]));
     }
 }
 
@@ -142,6 +148,7 @@ mod tests {
 
     fn cfg(shape: Shape) -> SimulatedSource {
         SimulatedSource {
+            name: None,
             metric: "t".into(),
             unit: None,
             interval_ms: 1000,
