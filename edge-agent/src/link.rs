@@ -102,7 +102,10 @@ impl Link {
         // Room for two windows of batches (a resend may queue behind the
         // first) plus the birth, subscribe and offline messages.
         let capacity = cfg.max_in_flight * 4 + 64;
-        let (client, eventloop) = AsyncClient::new(options(cfg), capacity);
+        let (client, mut eventloop) = AsyncClient::new(options(cfg), capacity);
+        // Small packets go out at once: with Nagle's algorithm a command's
+        // receipt waits for the ack of the packet before it (tens of ms).
+        eventloop.network_options.set_tcp_nodelay(true);
         let (tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);

@@ -559,7 +559,10 @@ async fn a_version_1_database_upgrades_in_place_and_keeps_its_readings() {
         .expect("open")
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 4, "every migration ran once (3: alerts, 4: commands)");
+    assert_eq!(
+        version, 4,
+        "every migration ran once (3: alerts, 4: commands)"
+    );
 }
 
 #[tokio::test]
