@@ -3,10 +3,11 @@
 # ports), one agent, and a WebSocket client sending COUNT `ping` commands one
 # after the other; prints the round trip p50/p99/max (client → hub → agent →
 # result → client).
-# usage: bench/commands.sh [COUNT]
+# usage: bench/commands.sh [COUNT] [GAP_MS: pause between commands, default 100]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${1:-500}
+gap=${2:-100}
 cd "$root"
 cargo build --release --bins --quiet
 cargo build --release -p telltale-tests --bin cmdbench --quiet
@@ -38,4 +39,4 @@ for _ in $(seq 1 100); do
   curl -s "http://127.0.0.1:$http/v1/devices/bench-cmd" | grep -q '"online":true' && break
   sleep 0.1
 done
-"$root/target/release/cmdbench" "$http" bench-cmd "$count"
+"$root/target/release/cmdbench" "$http" bench-cmd "$count" "$gap"

@@ -1,11 +1,11 @@
 //! Command round trip benchmark: a client on the hub's WebSocket sends
 //! `ping` commands to a device one after the other and measures, for each,
 //! the time from sending it to seeing it `succeeded` (client → hub → MQTT →
-//! agent → result → hub → client). Prints p50, p99 and max. Commands go
-//! out 25 ms apart, under the WebSocket's rate limit of 50 messages a
-//! second.
+//! agent → result → hub → client). Prints p50, p99 and max. Each command
+//! goes out GAP_MS (default 100, at least 20: the WebSocket takes 50
+//! messages a second) after the previous one ended.
 //!
-//! usage: cmdbench HTTP_PORT DEVICE COUNT
+//! usage: cmdbench HTTP_PORT DEVICE COUNT [GAP_MS]
 //! (loopback only; bounded in count and time)
 
 use futures_util::{SinkExt, StreamExt};
@@ -30,6 +30,11 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200)
         .min(100_000);
+    let gap: u64 = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+        .max(20);
     let url = format!("ws://127.0.0.1:{port}/v1/ws");
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -41,8 +46,7 @@ async fn main() {
         if Instant::now() > deadline {
             break;
         }
-        // Stay under the socket's message rate limit (50 a second).
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(gap)).await;
         let t0 = Instant::now();
         let msg = json!({"id": i, "type": "command", "device": device, "name": "ping", "timeoutSeconds": 10});
         ws.send(Message::text(msg.to_string())).await.expect("send");
@@ -77,7 +81,7 @@ async fn main() {
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "cmdbench: device={device} commands={} succeeded={} failed={failed} round_trip_ms p50={:.2} p99={:.2} max={:.2}",
+        "cmdbench: device={device} gap_ms={gap} commands={} succeeded={} failed={failed} round_trip_ms p50={:.2} p99={:.2} max={:.2}",
         samples.len() as u64 + failed,
         samples.len(),
         percentile(&samples, 0.5),
