@@ -1,6 +1,7 @@
 //! telltale-hub: command line, config, logging, signals and wiring. The work
 //! is done by the crates under crates/.
 
+mod client;
 mod commander;
 mod config;
 mod demo;
@@ -49,12 +50,16 @@ enum Command {
         #[arg(long, default_value = "/etc/telltale/hub.toml")]
         config: PathBuf,
     },
+    /// Talk to a running hub: devices, latest values, watch, commands,
+    /// alert acks.
+    Client(client::ClientArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
+        Command::Client(args) => std::process::exit(client::run(args)),
         Command::CheckConfig { config } => {
             let config = HubConfig::load(&config)?;
             let file = &config.alerts.rules_file;
