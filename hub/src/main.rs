@@ -163,10 +163,10 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         commits,
         writer.readings_switch(),
     ));
-    let http = tokio::spawn(telltale_api::serve(listener, api_state));
     let notify_stats = Arc::new(notifier::NotifyStats::default());
     let notifier = {
         let (db, store, shutdown) = (db.clone(), writer.clone(), shutdown.clone());
+        let notify_stats = notify_stats.clone();
         tokio::spawn(async move {
             if let Err(e) = notifier::run(db, sender, store, notify_stats, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "notifier stopped: no notifications are sent");
@@ -176,6 +176,15 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
 
     let broker = telltale_broker::start(&config.broker, &config.ingest.filters())
         .context("cannot start the mqtt broker")?;
+    // The API serves once the counters it reports exist (its listener is
+    // bound already: connections wait in the backlog until then).
+    let stats = Arc::new(telltale_ingest::IngestStats::default());
+    let api_state = api_state.with_metrics(telltale_api::Metrics {
+        ingest: stats.clone(),
+        broker: broker.stats.clone(),
+        notify: notify_stats,
+    });
+    let http = tokio::spawn(telltale_api::serve(listener, api_state));
     tracing::info!(
         mqtt = %broker.local_addr,
         http = %http_addr,
@@ -191,7 +200,6 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         config.ingest.topic_prefix.clone(),
         shutdown.clone(),
     ));
-    let stats = Arc::new(telltale_ingest::IngestStats::default());
     let ingest = telltale_ingest::start(
         broker.messages,
         broker.publisher,

@@ -13,6 +13,7 @@
 mod alerts;
 pub mod commands;
 pub mod items;
+pub mod metrics;
 mod params;
 mod problem;
 mod routes;
@@ -21,6 +22,7 @@ pub mod sources;
 pub mod ws;
 
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
+pub use metrics::{Metrics, NotifyCounts};
 pub use problem::Problem;
 pub use sources::Readers;
 
@@ -124,6 +126,10 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Fired at shutdown: every stream ends with a final BOOKMARK.
     pub shutdown: CancellationToken,
+    /// The other parts' counters, for `/metrics` and `/readyz`; set by
+    /// [`AppState::with_metrics`] (without them, those routes report what
+    /// the store and the API know).
+    pub metrics: Option<Metrics>,
 }
 
 impl AppState {
@@ -183,7 +189,14 @@ impl AppState {
             watches: Arc::new(Semaphore::new(config.max_watches)),
             config: Arc::new(config),
             shutdown,
+            metrics: None,
         })
+    }
+
+    /// Adds the counters of ingest, the broker and the notifier.
+    pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -444,6 +457,8 @@ pub fn app(state: AppState) -> Router {
         (!state.config.cors_origins.is_empty()).then(|| cors(&state.config.cors_origins));
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/readings", get(readings))
         .route("/v1/latest", get(latest))
         .route("/v1/devices", get(devices))

@@ -30,6 +30,10 @@ pub struct Problem {
         skip_serializing_if = "Option::is_none"
     )]
     pub oldest: Option<String>,
+    /// For 503 `not_ready` (`/readyz`): the part that is not ready,
+    /// `store` or `ingest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     /// For 429: seconds to wait.
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -48,6 +52,7 @@ impl Problem {
             field: None,
             position: None,
             oldest: None,
+            reason: None,
             retry_after: None,
         }
     }

@@ -26,6 +26,11 @@ impl Readers {
         })
     }
 
+    /// The database's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Runs `f` with a connection.
     pub fn with<R>(
         &self,

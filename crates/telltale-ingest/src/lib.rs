@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use telltale_broker::{Message, Messages, Publisher};
@@ -89,6 +89,9 @@ pub struct IngestStats {
     pub statuses: AtomicU64,
     /// Command results (receipts and outcomes) received.
     pub command_results: AtomicU64,
+    /// Whether the drain thread runs: set by [`start`], cleared when the
+    /// thread ends (shutdown, the broker link closed, or the store gone).
+    pub running: AtomicBool,
 }
 
 /// A device's presence change, for later consumers (device collection).
@@ -123,6 +126,7 @@ pub fn start(
         config.topic_prefix.clone(),
         stats.clone(),
     ));
+    stats.running.store(true, Relaxed);
     let mut ingest = Ingest {
         limits: config.limits(),
         config,
@@ -143,6 +147,7 @@ pub fn start(
                     }
                 },
             );
+            ingest.stats.running.store(false, Relaxed);
         })?;
     Ok(Running {
         thread,

@@ -326,6 +326,12 @@ impl WriterHandle {
         self.events.subscribe()
     }
 
+    /// Whether the writer thread still takes work (it ends only at
+    /// shutdown or on a fatal error). Costs no write.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_disconnected()
+    }
+
     /// Batches waiting in the queue.
     pub fn queued(&self) -> usize {
         self.tx.len()
