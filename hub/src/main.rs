@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod notifier;
 mod reload;
+mod service;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -206,14 +207,20 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         writer,
         acks_rx,
         config.ingest.clone(),
-        stats,
+        stats.clone(),
         shutdown.clone(),
     )
     .context("cannot start ingest")?;
+    // The broker, the store and ingest run and the HTTP listener accepts:
+    // tell systemd (Type=notify), and keep its watchdog fed while ingest
+    // runs.
+    let watchdog = service::ready(stats, shutdown.clone());
 
     let mut demo = demo;
     wait_for_signal().await;
     tracing::info!("stopping");
+    service::stopping();
+    watchdog.abort();
     if let Some(agents) = demo.as_mut() {
         agents.stop().await;
     }

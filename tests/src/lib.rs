@@ -58,6 +58,8 @@ struct Proc {
     name: &'static str,
     /// Starts so far, for log file names.
     starts: u32,
+    /// More environment variables.
+    env: Vec<(String, String)>,
 }
 
 impl Proc {
@@ -69,6 +71,7 @@ impl Proc {
             args: vec!["run".into(), "--config".into(), config.into()],
             name,
             starts: 0,
+            env: Vec::new(),
         }
     }
 
@@ -77,9 +80,30 @@ impl Proc {
         let log =
             std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts)))
                 .expect("log file");
-        let child = Command::new(bin(self.bin))
+        // `WATCHDOG_PID=self`: the process's own pid, as systemd sets it,
+        // through a shell that execs the binary (so the pid stays).
+        let own_pid = self
+            .env
+            .iter()
+            .any(|(k, v)| k == "WATCHDOG_PID" && v == "self");
+        let mut cmd = if own_pid {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+                .arg(bin(self.bin));
+            c
+        } else {
+            Command::new(bin(self.bin))
+        };
+        let child = cmd
             .args(&self.args)
             .env("RUST_LOG", "info,rumqttd=warn")
+            .envs(
+                self.env
+                    .iter()
+                    .filter(|(k, _)| !(own_pid && k == "WATCHDOG_PID"))
+                    .map(|(k, v)| (k, v)),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -137,6 +161,24 @@ pub struct Hub {
 impl Hub {
     /// Starts a hub in `dir` with `extra` config lines (TOML) added.
     pub fn start(dir: &Path, extra: &str) -> Hub {
+        let mut hub = Hub::configure(dir, extra);
+        hub.spawn();
+        hub
+    }
+
+    /// Starts a hub with more environment variables, without waiting for
+    /// its ports (the caller watches for readiness itself).
+    pub fn start_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Hub {
+        let mut hub = Hub::configure(dir, extra);
+        hub.proc.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        hub.proc.spawn();
+        hub
+    }
+
+    fn configure(dir: &Path, extra: &str) -> Hub {
         std::fs::create_dir_all(dir).expect("hub dir");
         let mqtt_port = free_port();
         let http_port = free_port();
@@ -153,14 +195,12 @@ impl Hub {
             dir.join("data").display()
         );
         std::fs::write(&config, text).expect("write config");
-        let mut hub = Hub {
+        Hub {
             proc: Proc::new(dir, "telltale-hub", "hub", &config),
             dir: dir.to_path_buf(),
             mqtt_port,
             http_port,
-        };
-        hub.spawn();
-        hub
+        }
     }
 
     fn spawn(&mut self) {
