@@ -54,6 +54,15 @@ enum Command {
     /// Talk to a running hub: devices, latest values, watch, commands,
     /// alert acks.
     Client(client::ClientArgs),
+    /// Copy the database to a file while the hub runs (a consistent,
+    /// compact snapshot: SQLite's VACUUM INTO). The file must not exist.
+    Backup {
+        /// Config file (for `data_dir`).
+        #[arg(long, default_value = "/etc/telltale/hub.toml")]
+        config: PathBuf,
+        /// Where to write the copy.
+        to: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +70,22 @@ fn main() -> anyhow::Result<()> {
     init_tracing();
     match cli.command {
         Command::Client(args) => std::process::exit(client::run(args)),
+        Command::Backup { config, to } => {
+            let config = HubConfig::load(&config)?;
+            anyhow::ensure!(
+                !to.exists(),
+                "{} exists; the backup goes to a new file",
+                to.display()
+            );
+            let db = config.db_path();
+            let reader = telltale_store::Reader::open(&db)
+                .with_context(|| format!("cannot open {}", db.display()))?;
+            reader
+                .backup_to(&to)
+                .with_context(|| format!("cannot write the backup {}", to.display()))?;
+            println!("backup of {} written to {}", db.display(), to.display());
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let config = HubConfig::load(&config)?;
             let file = &config.alerts.rules_file;

@@ -471,6 +471,15 @@ impl Reader {
             .query_row([], |r| r.get(0))?)
     }
 
+    /// Writes a consistent copy of the database to `to` (SQLite's
+    /// `VACUUM INTO`: one read transaction, so the hub keeps writing while
+    /// it runs; the copy is compact). `to` must not exist.
+    pub fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
+        let to = to.to_string_lossy();
+        self.conn.execute("VACUUM INTO ?1", [to.as_ref()])?;
+        Ok(())
+    }
+
     /// Last seq of the commands collection.
     pub fn commands_seq(&self) -> Result<u64, StoreError> {
         schema::meta_seq(&self.conn, "commands_seq")
