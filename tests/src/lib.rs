@@ -449,3 +449,32 @@ impl Hub {
         self.proc.child.as_ref().map(Child::id)
     }
 }
+
+/// A WebSocket to the hub's `/v1/ws` (tokio-tungstenite as the client).
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/v1/ws` on the hub.
+pub async fn ws_connect(hub: &Hub) -> Socket {
+    let url = format!("ws://127.0.0.1:{}/v1/ws", hub.http_port);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket")
+        .0
+}
+
+/// The next JSON text message on a socket, within 15 s (pings are answered
+/// by the client library as it reads).
+pub async fn ws_next(ws: &mut Socket) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}

@@ -5,10 +5,10 @@
 //! that went offline expires; a program that outlives its timeout fails; a
 //! retried POST with the same idempotency key makes one command.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::Duration;
-use telltale_tests::{curl, wait_until, Agent, Hub};
+use telltale_tests::{curl, wait_until, ws_connect, ws_next, Agent, Hub, Socket};
 use tokio_tungstenite::tungstenite::Message;
 
 const HUB: &str = "[store]\ncommit_interval_ms = 50\n";
@@ -27,22 +27,6 @@ fn online(hub: &Hub, device: &str) -> bool {
     code == 200 && v["online"] == true
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next(ws: &mut Socket) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).expect("json");
-        }
-    }
-}
-
 /// Sends a command over the WebSocket; returns the states it went through
 /// (the result's, then each event's) and its last form.
 async fn command(ws: &mut Socket, id: u64, body: Value) -> (Vec<String>, Value) {
@@ -52,7 +36,7 @@ async fn command(ws: &mut Socket, id: u64, body: Value) -> (Vec<String>, Value) 
     ws.send(Message::text(msg.to_string())).await.expect("send");
     let mut states = Vec::new();
     loop {
-        let m = next(ws).await;
+        let m = ws_next(ws).await;
         if m["id"] != id {
             continue;
         }
@@ -86,10 +70,7 @@ async fn a_websocket_command_reaches_the_agent_and_its_steps_come_in_order() {
         wait_until(Duration::from_secs(15), || online(&hub, "c1")),
         "agent online"
     );
-    let url = format!("ws://127.0.0.1:{}/v1/ws", hub.http_port);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket");
+    let mut ws = ws_connect(&hub).await;
 
     let (states, c) = command(&mut ws, 1, json!({"device": "c1", "name": "ping"})).await;
     assert_eq!(states, ["queued", "sent", "delivered", "succeeded"]);
@@ -163,10 +144,7 @@ async fn a_command_to_a_device_gone_offline_expires_at_its_deadline() {
         "offline"
     );
 
-    let url = format!("ws://127.0.0.1:{}/v1/ws", hub.http_port);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket");
+    let mut ws = ws_connect(&hub).await;
     let t0 = std::time::Instant::now();
     let (states, c) = command(
         &mut ws,

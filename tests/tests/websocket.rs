@@ -6,43 +6,18 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
-use telltale_tests::{mosquitto_pub, Hub};
+use telltale_tests::{mosquitto_pub, ws_connect, ws_next, Hub, Socket};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(hub: &Hub) -> Socket {
-    let url = format!("ws://127.0.0.1:{}/v1/ws", hub.http_port);
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket")
-        .0
-}
 
 async fn send(ws: &mut Socket, v: Value) {
     ws.send(Message::text(v.to_string())).await.expect("send");
-}
-
-/// The next JSON text message (pings are answered by the client library).
-async fn next(ws: &mut Socket) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).expect("json");
-        }
-    }
 }
 
 /// Values of the next `n` reading events of watch `id`.
 async fn values(ws: &mut Socket, id: u64, n: usize) -> (Vec<f64>, String) {
     let (mut out, mut rv) = (Vec::new(), String::new());
     while out.len() < n {
-        let m = next(ws).await;
+        let m = ws_next(ws).await;
         if m["id"] == id && m["event"]["type"] == "ADDED" {
             out.push(m["event"]["object"]["value"].as_f64().expect("value"));
             rv = m["event"]["resourceVersion"]
@@ -65,13 +40,13 @@ const HUB: &str =
 async fn a_resumed_watch_gets_exactly_what_it_missed_and_bad_frames_leave_the_socket_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = Hub::start(&dir.path().join("hub"), HUB);
-    let mut ws = connect(&hub).await;
+    let mut ws = ws_connect(&hub).await;
     send(
         &mut ws,
         json!({"id": 1, "type": "watch", "resource": "readings", "device": "w1"}),
     )
     .await;
-    assert_eq!(next(&mut ws).await["success"], true);
+    assert_eq!(ws_next(&mut ws).await["success"], true);
     publish(&hub, 1.0);
     publish(&hub, 2.0);
     let (got, rv) = values(&mut ws, 1, 2).await;
@@ -81,13 +56,13 @@ async fn a_resumed_watch_gets_exactly_what_it_missed_and_bad_frames_leave_the_so
     drop(ws);
     publish(&hub, 3.0);
     publish(&hub, 4.0);
-    let mut ws = connect(&hub).await;
+    let mut ws = ws_connect(&hub).await;
     send(
         &mut ws,
         json!({"id": 2, "type": "watch", "resource": "readings", "device": "w1", "resourceVersion": rv}),
     )
     .await;
-    assert_eq!(next(&mut ws).await["success"], true);
+    assert_eq!(ws_next(&mut ws).await["success"], true);
     publish(&hub, 5.0);
     let (got, _) = values(&mut ws, 2, 3).await;
     assert_eq!(got, [3.0, 4.0, 5.0], "exactly what it missed, then live");
@@ -95,31 +70,31 @@ async fn a_resumed_watch_gets_exactly_what_it_missed_and_bad_frames_leave_the_so
     // A malformed frame, an unknown type, an oversized frame, a binary
     // frame: an error result each, and the socket stays usable.
     ws.send(Message::text("{oops")).await.expect("send");
-    assert_eq!(next(&mut ws).await["error"]["code"], "bad_message");
+    assert_eq!(ws_next(&mut ws).await["error"]["code"], "bad_message");
     send(&mut ws, json!({"id": 3, "type": "teleport"})).await;
-    let m = next(&mut ws).await;
+    let m = ws_next(&mut ws).await;
     assert_eq!(
         (m["id"].as_u64(), m["success"].as_bool()),
         (Some(3), Some(false))
     );
     let big = json!({"id": 4, "type": "ping", "pad": "x".repeat(100_000)});
     send(&mut ws, big).await;
-    assert_eq!(next(&mut ws).await["error"]["code"], "message_too_large");
+    assert_eq!(ws_next(&mut ws).await["error"]["code"], "message_too_large");
     ws.send(Message::binary(vec![1u8, 2, 3]))
         .await
         .expect("send");
-    assert_eq!(next(&mut ws).await["error"]["code"], "bad_message");
+    assert_eq!(ws_next(&mut ws).await["error"]["code"], "bad_message");
     send(&mut ws, json!({"id": 5, "type": "ping"})).await;
-    assert_eq!(next(&mut ws).await, json!({"id": 5, "type": "pong"}));
+    assert_eq!(ws_next(&mut ws).await, json!({"id": 5, "type": "pong"}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_answering_pings_is_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = Hub::start(&dir.path().join("hub"), HUB);
-    let mut ws = connect(&hub).await;
+    let mut ws = ws_connect(&hub).await;
     send(&mut ws, json!({"id": 1, "type": "ping"})).await;
-    assert_eq!(next(&mut ws).await["type"], "pong");
+    assert_eq!(ws_next(&mut ws).await["type"], "pong");
     // Not reading means not answering pings (the client library answers
     // them only as it reads). The hub pings every second and gives up after
     // two seconds of silence.

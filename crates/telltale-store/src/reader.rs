@@ -407,6 +407,20 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every row of `sql` (with `params`) as `row` reads it.
+    fn rows<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_map(params, row)?
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Last seq of the alerts collection.
     pub fn alerts_seq(&self) -> Result<u64, StoreError> {
         schema::meta_seq(&self.conn, "alerts_seq")
@@ -418,12 +432,7 @@ impl Reader {
             "SELECT {} FROM alerts ORDER BY id",
             crate::alerts::ALERT_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([], crate::alerts::alert_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [], crate::alerts::alert_row)
     }
 
     /// Alerts that changed after `seq`, in seq order, at most `limit`.
@@ -432,12 +441,7 @@ impl Reader {
             "SELECT {} FROM alerts WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             crate::alerts::ALERT_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([seq as i64, limit as i64], crate::alerts::alert_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [seq as i64, limit as i64], crate::alerts::alert_row)
     }
 
     /// One alert.
@@ -455,12 +459,7 @@ impl Reader {
             "SELECT {} FROM notify_outbox WHERE done = 0 AND next_at <= ?1 ORDER BY id LIMIT ?2",
             crate::alerts::NOTIFY_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([now_ms, limit as i64], crate::alerts::notify_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [now_ms, limit as i64], crate::alerts::notify_row)
     }
 
     /// When the next queued notification is due (ms), if any.
@@ -491,12 +490,7 @@ impl Reader {
             "SELECT {} FROM commands ORDER BY id",
             crate::commands::COMMAND_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([], crate::commands::command_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [], crate::commands::command_row)
     }
 
     /// Commands that changed after `seq`, in seq order, at most `limit`.
@@ -505,12 +499,7 @@ impl Reader {
             "SELECT {} FROM commands WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             crate::commands::COMMAND_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([seq as i64, limit as i64], crate::commands::command_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [seq as i64, limit as i64], crate::commands::command_row)
     }
 
     /// Commands not finished yet (queued, sent or delivered), by id.
@@ -519,12 +508,7 @@ impl Reader {
             "SELECT {} FROM commands WHERE state IN ('queued', 'sent', 'delivered') ORDER BY id",
             crate::commands::COMMAND_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([], crate::commands::command_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [], crate::commands::command_row)
     }
 
     /// One command.
@@ -538,12 +522,7 @@ impl Reader {
             "SELECT {} FROM notify_outbox WHERE alert = ?1 ORDER BY id",
             crate::alerts::NOTIFY_COLUMNS
         );
-        let rows = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map([alert as i64], crate::alerts::notify_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.rows(&sql, [alert as i64], crate::alerts::notify_row)
     }
 
     /// The newest `limit` rejects, newest first.
