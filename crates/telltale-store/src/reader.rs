@@ -499,7 +499,11 @@ impl Reader {
             "SELECT {} FROM commands WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             crate::commands::COMMAND_COLUMNS
         );
-        self.rows(&sql, [seq as i64, limit as i64], crate::commands::command_row)
+        self.rows(
+            &sql,
+            [seq as i64, limit as i64],
+            crate::commands::command_row,
+        )
     }
 
     /// Commands not finished yet (queued, sent or delivered), by id.
