@@ -15,6 +15,7 @@
 //! decides what is valid: it stores what it is given.
 
 mod alerts;
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod outbox;

@@ -198,11 +198,33 @@ const OUTBOX_MIGRATIONS: &[&str] = &["
     );
     "];
 
+/// Migrations of the credentials database (`auth.db`).
+const AUTH_MIGRATIONS: &[&str] = &["
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,          -- public, part of the token text
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL,          -- read | control | admin
+        hash BLOB NOT NULL,           -- SHA-256 of the token text
+        created INTEGER NOT NULL,
+        revoked INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked IS NULL;
+    CREATE TABLE device_credentials (
+        device TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL UNIQUE,  -- certificate O and topic prefix
+        hash BLOB NOT NULL,           -- SHA-256 of the password
+        created INTEGER NOT NULL,
+        revoked INTEGER
+    ) WITHOUT ROWID;
+    "];
+
 /// Which database a connection is for.
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
     Hub,
     Outbox,
+    Auth,
 }
 
 /// Opens (creating if needed) a database, sets the pragmas and migrates it.
@@ -220,6 +242,7 @@ pub(crate) fn open(path: &Path, kind: Kind, sync: Synchronous) -> Result<Connect
     let migrations = match kind {
         Kind::Hub => HUB_MIGRATIONS,
         Kind::Outbox => OUTBOX_MIGRATIONS,
+        Kind::Auth => AUTH_MIGRATIONS,
     };
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = migrations.len() as i64;
