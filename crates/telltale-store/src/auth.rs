@@ -437,10 +437,10 @@ mod tests {
 
     #[test]
     fn tokens_are_hashed_checked_and_revoked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = AuthDb::open(&dir.path().join("auth.db")).unwrap();
-        assert_eq!(db.generation().unwrap(), 0);
-        let t = db.create_token("wall", Scope::Read).unwrap();
+        let dir = tempfile::tempdir().expect("ok");
+        let mut db = AuthDb::open(&dir.path().join("auth.db")).expect("ok");
+        assert_eq!(db.generation().expect("ok"), 0);
+        let t = db.create_token("wall", Scope::Read).expect("ok");
         assert!(t.token.starts_with(&format!("tlt_{}_", t.info.id)));
         assert!(matches!(
             db.create_token("wall", Scope::Admin),
@@ -450,51 +450,51 @@ mod tests {
             db.create_token("a b", Scope::Admin),
             Err(AuthError::BadTokenName)
         ));
-        let snap = db.snapshot().unwrap();
+        let snap = db.snapshot().expect("ok");
         assert_eq!(snap.generation, 1);
-        assert_eq!(snap.token(&t.token).unwrap().scope, Scope::Read);
+        assert_eq!(snap.token(&t.token).expect("ok").scope, Scope::Read);
         assert!(snap.token("tlt_nope").is_none());
         // The secret is nowhere in the file's rows.
         let stored: Vec<u8> = db
             .conn
             .query_row("SELECT hash FROM tokens", [], |r| r.get(0))
-            .unwrap();
+            .expect("ok");
         assert_ne!(stored, t.token.as_bytes());
-        assert!(db.revoke_token("wall").unwrap().is_some());
-        assert!(db.revoke_token("wall").unwrap().is_none());
-        let snap = db.snapshot().unwrap();
+        assert!(db.revoke_token("wall").expect("ok").is_some());
+        assert!(db.revoke_token("wall").expect("ok").is_none());
+        let snap = db.snapshot().expect("ok");
         assert!(snap.token(&t.token).is_none());
         assert!(!snap.token_live(&t.info.id));
         // The name is free again.
-        db.create_token("wall", Scope::Read).unwrap();
+        db.create_token("wall", Scope::Read).expect("ok");
     }
 
     #[test]
     fn devices_get_a_password_and_a_tenant_and_revocation_changes_the_tenant() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = AuthDb::open(&dir.path().join("auth.db")).unwrap();
-        let a = db.create_device("boiler-1").unwrap();
+        let dir = tempfile::tempdir().expect("ok");
+        let mut db = AuthDb::open(&dir.path().join("auth.db")).expect("ok");
+        let a = db.create_device("boiler-1").expect("ok");
         assert!(a
             .credential
             .tenant
             .bytes()
             .all(|b| b.is_ascii_alphanumeric()));
-        let snap = db.snapshot().unwrap();
+        let snap = db.snapshot().expect("ok");
         assert!(snap.device_password_ok("boiler-1", &a.password));
         assert!(!snap.device_password_ok("boiler-1", "guess"));
         assert_eq!(snap.tenant_device(&a.credential.tenant), Some("boiler-1"));
         // A new password keeps the tenant.
-        let b = db.create_device("boiler-1").unwrap();
+        let b = db.create_device("boiler-1").expect("ok");
         assert_eq!(b.credential.tenant, a.credential.tenant);
         assert!(!db
             .snapshot()
-            .unwrap()
+            .expect("ok")
             .device_password_ok("boiler-1", &a.password));
-        assert!(db.revoke_device("boiler-1").unwrap());
-        let snap = db.snapshot().unwrap();
+        assert!(db.revoke_device("boiler-1").expect("ok"));
+        let snap = db.snapshot().expect("ok");
         assert!(!snap.device_password_ok("boiler-1", &b.password));
         assert_eq!(snap.tenant_device(&a.credential.tenant), None);
-        let c = db.create_device("boiler-1").unwrap();
+        let c = db.create_device("boiler-1").expect("ok");
         assert_ne!(c.credential.tenant, a.credential.tenant);
     }
 }
