@@ -4,6 +4,7 @@
 mod client;
 mod commander;
 mod config;
+mod credentials;
 mod demo;
 mod notifier;
 mod reload;
@@ -145,6 +146,8 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let shutdown = CancellationToken::new();
+    // API tokens and device credentials, kept current while the hub runs.
+    let credentials = credentials::start(&credentials::path(&config.data_dir))?;
 
     let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
     let db = config.db_path();
@@ -296,6 +299,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     {
         tracing::warn!("store writer did not stop in time");
     }
+    drop(credentials);
     tracing::info!("stopped");
     Ok(())
 }
