@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use telltale_api::auth::Caller;
 use telltale_api::rules::RulesFile;
-use telltale_api::ws::{session, Frame, WsLimits};
+use telltale_api::ws::{session, Frame, SocketAuth, WsLimits};
 use telltale_api::{ApiConfig, AppState};
 use telltale_store::writer::{IncomingBatch, WriteOp, WriterHandle};
 use telltale_store::{Routing, StoreConfig};
@@ -84,7 +85,13 @@ impl Client {
     fn start(state: &AppState, limits: WsLimits) -> Client {
         let (tx, server_rx) = mpsc::unbounded();
         let (server_tx, rx) = mpsc::unbounded();
-        tokio::spawn(session(state.clone(), server_tx, server_rx, limits));
+        tokio::spawn(session(
+            state.clone(),
+            server_tx,
+            server_rx,
+            limits,
+            SocketAuth::Known(Caller::open(), None),
+        ));
         Client { tx, rx }
     }
 
