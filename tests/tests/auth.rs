@@ -520,3 +520,47 @@ fn a_hub_open_to_the_network_without_a_token_refuses_to_start() {
     // It never listened.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn the_hubs_client_sends_its_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::start(dir.path(), "");
+    let t = tokens(&hub);
+    telltale_tests::mosquitto_pub(hub.mqtt_port, "c1", r#"[{"n":"temp","v":3}]"#);
+    let client = |args: &[&str], env: Option<&str>| {
+        let mut c = Command::new(bin("telltale-hub"));
+        c.args(["client", "--hub", &hub.url("")]).args(args);
+        c.env_remove("TELLTALE_TOKEN");
+        if let Some(tok) = env {
+            c.env("TELLTALE_TOKEN", tok);
+        }
+        c.output().expect("client runs")
+    };
+    // Without a token: refused (exit 2), with the hub's reason.
+    let o = client(&["latest"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("API token"));
+    // --token and TELLTALE_TOKEN.
+    let ok = telltale_tests::wait_until(Duration::from_secs(10), || {
+        let o = client(&["latest", "--token", &t.read], None);
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("c1")
+    });
+    assert!(ok, "client latest --token failed");
+    let o = client(&["devices"], Some(&t.read));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The WebSocket too: a watch with a read token prints the devices.
+    let o = Command::new(bin("telltale-hub"))
+        .args(["client", "--hub", &hub.url(""), "--token", &t.control])
+        .args(["command", "c1", "ping", "--timeout", "1", "--no-wait"])
+        .output()
+        .expect("client runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A read token may not send commands.
+    let o = Command::new(bin("telltale-hub"))
+        .args(["client", "--hub", &hub.url(""), "--token", &t.read])
+        .args(["command", "c1", "ping", "--timeout", "1", "--no-wait"])
+        .output()
+        .expect("client runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("scope control"));
+}
