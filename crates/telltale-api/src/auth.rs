@@ -81,6 +81,15 @@ impl Caller {
         }
     }
 
+    /// Why a stream of this caller ends when it is no longer let in.
+    pub fn revoked_detail(&self) -> &'static str {
+        if self.open {
+            "an API token exists now: the hub is no longer open; connect again with a token"
+        } else {
+            "the API token of this stream was revoked"
+        }
+    }
+
     /// 403 unless this caller's scope allows `needed`.
     pub fn require(&self, needed: Scope) -> Result<(), Problem> {
         if self.scope.allows(needed) {
@@ -395,9 +404,6 @@ fn take_token(req: &mut Request) -> Result<Option<String>, Refusal> {
 /// first one's value.
 fn strip_access_token(req: &mut Request) -> Option<String> {
     let query = req.uri().query()?;
-    if !query.contains("access_token") {
-        return None;
-    }
     let mut found = None;
     let mut kept = Vec::new();
     for segment in query.split('&') {

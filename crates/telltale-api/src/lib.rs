@@ -811,3 +811,36 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     .await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ApiConfig;
+
+    #[test]
+    fn api_limits_are_checked() {
+        ApiConfig::default()
+            .check()
+            .expect("the defaults are valid");
+        // (TOML of [api], what the error must name; empty: valid)
+        let table: &[(&str, &str)] = &[
+            ("max_header_bytes = 8192", ""),
+            ("max_header_bytes = 4096", "api.max_header_bytes"),
+            ("max_body_bytes = 0", "api.max_body_bytes"),
+            ("token_rate_per_sec = 0", "api.token_rate_per_sec"),
+            ("max_connections_per_ip = 0", "api.max_connections_per_ip"),
+            ("max_filter_bytes = 2048", "api.max_filter_bytes"),
+            ("max_filter_bytes = 0", "api.max_filter_bytes"),
+            ("ws_max_frame_bytes = 1000", "api.ws_max_frame_bytes"),
+            ("metrics_public = true", ""),
+        ];
+        for (toml_text, want) in table {
+            let c: ApiConfig = toml::from_str(toml_text).expect("parses");
+            match (c.check(), want.is_empty()) {
+                (Ok(()), true) => {}
+                (Err(e), false) => assert!(e.contains(want), "{toml_text}: {e}"),
+                (r, _) => panic!("{toml_text}: {r:?}"),
+            }
+        }
+        assert!(toml::from_str::<ApiConfig>("max_tokens = 3").is_err());
+    }
+}

@@ -346,6 +346,7 @@ where
     let flag = revoked.clone();
     let invalid = state.auth.until_invalid(caller);
     let who = caller.clone();
+    let detail = caller.revoked_detail();
     stream
         .take_until(async move {
             invalid.await;
@@ -361,18 +362,18 @@ where
             futures_util::stream::once(async move {
                 revoked
                     .load(std::sync::atomic::Ordering::Relaxed)
-                    .then(revoked_event)
+                    .then(|| revoked_event(detail))
             })
             .filter_map(std::future::ready),
         )
 }
 
 /// The last event of a stream whose token was revoked.
-pub(crate) fn revoked_event<T: Item>() -> WatchEvent<T> {
+pub(crate) fn revoked_event<T: Item>(detail: &str) -> WatchEvent<T> {
     WatchEvent::Error {
         status: 401,
         code: "token_revoked",
-        message: "the API token of this stream was revoked".into(),
+        message: detail.into(),
         oldest: None,
     }
 }

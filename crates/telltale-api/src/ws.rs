@@ -83,8 +83,8 @@ pub enum SocketAuth {
     /// holds one of its token's socket slots, if it has a token.
     Known(Caller, Option<KeyGuard<String>>),
     /// The first message must be `{"type":"auth","token":"tlt_..."}`,
-    /// within this long.
-    FirstMessage(Duration),
+    /// within this long; the client's address is for the audit line.
+    FirstMessage(Duration, Option<std::net::SocketAddr>),
 }
 
 /// Reads the first message of a socket opened without a token: an `auth`
@@ -96,6 +96,7 @@ async fn first_message_auth<S, R, E>(
     sink: &mut S,
     stream: &mut R,
     within: Duration,
+    peer: Option<std::net::SocketAddr>,
 ) -> Option<(Caller, Option<KeyGuard<String>>)>
 where
     S: Sink<Frame> + Unpin,
@@ -185,6 +186,7 @@ where
                 };
                 tracing::warn!(
                     target: "audit",
+                    client = %peer.map_or("-".to_owned(), |p| p.to_string()),
                     route = "/v1/ws",
                     token_id = token_id.as_deref().unwrap_or("-"),
                     "api token refused in a websocket auth message"
@@ -220,8 +222,8 @@ pub async fn session<S, R, E>(
 {
     let (caller, _slot) = match auth {
         SocketAuth::Known(c, slot) => (c, slot),
-        SocketAuth::FirstMessage(within) => {
-            match first_message_auth(&state, &mut sink, &mut stream, within).await {
+        SocketAuth::FirstMessage(within, peer) => {
+            match first_message_auth(&state, &mut sink, &mut stream, within, peer).await {
                 Some(pair) => pair,
                 None => return,
             }
@@ -253,7 +255,7 @@ pub async fn session<S, R, E>(
                 let p = Problem::new(
                     axum::http::StatusCode::UNAUTHORIZED,
                     "token_revoked",
-                    "the API token of this socket was revoked",
+                    caller.revoked_detail(),
                 );
                 let _ = sink.send(Frame::Text(error(&Value::Null, p))).await;
                 let _ = sink.send(Frame::CloseWith(1008, "token revoked".into())).await;
@@ -701,6 +703,7 @@ pub fn origin_allowed(headers: &axum::http::HeaderMap, cors_origins: &[String]) 
 pub async fn upgrade(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Option<axum::Extension<Caller>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: axum::http::HeaderMap,
     ws: Result<
         axum::extract::ws::WebSocketUpgrade,
@@ -714,7 +717,12 @@ pub async fn upgrade(
             .get(axum::http::header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .unwrap_or("?");
-        tracing::warn!(target: "audit", origin, "websocket refused: origin not allowed");
+        tracing::warn!(
+            target: "audit",
+            client = %peer.as_ref().map_or("-".to_owned(), |p| (p.0).0.to_string()),
+            origin,
+            "websocket refused: origin not allowed"
+        );
         return Problem::new(
             axum::http::StatusCode::FORBIDDEN,
             "forbidden_origin",
@@ -764,7 +772,10 @@ pub async fn upgrade(
             };
             SocketAuth::Known(c, slot)
         }
-        None => SocketAuth::FirstMessage(Duration::from_secs(state.config.ws_auth_timeout_secs)),
+        None => SocketAuth::FirstMessage(
+            Duration::from_secs(state.config.ws_auth_timeout_secs),
+            peer.map(|p| (p.0).0),
+        ),
     };
     // Messages above the application's limit are still read (up to
     // ws_max_frame_bytes) so that they get an error result instead of a
