@@ -33,6 +33,16 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     hub: String,
+    /// The API token to send (`telltale-hub token create`); not needed by
+    /// a hub that runs open on loopback (the demo).
+    #[arg(
+        long,
+        global = true,
+        env = "TELLTALE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -212,7 +222,7 @@ pub fn run(args: ClientArgs) -> i32 {
 }
 
 async fn dispatch(args: ClientArgs) -> Result<i32, Fail> {
-    let hub = Hub::new(&args.hub)?;
+    let hub = Hub::new(&args.hub, args.token.as_deref())?;
     match args.command {
         ClientCommand::Devices { json } => devices(&hub, json).await,
         ClientCommand::Latest {
@@ -240,15 +250,17 @@ async fn dispatch(args: ClientArgs) -> Result<i32, Fail> {
 struct Hub {
     /// The `--hub` URL, without a trailing `/`.
     base: Url,
-    /// Reused for every request (one connection pool).
+    /// Reused for every request (one connection pool); sends the token.
     http: reqwest::Client,
+    /// `Bearer <token>`, for the WebSocket's handshake.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 /// How long a connection to the hub may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Hub {
-    fn new(text: &str) -> Result<Hub, Fail> {
+    fn new(text: &str, token: Option<&str>) -> Result<Hub, Fail> {
         let text = if text.contains("://") {
             text.to_owned()
         } else {
@@ -261,7 +273,23 @@ impl Hub {
                 "--hub {text:?} must be an http:// URL such as http://127.0.0.1:8080"
             )));
         }
+        let authorization = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| {
+                        Fail::Refused("the token must be visible ASCII (tlt_...)".into())
+                    })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = &authorization {
+            headers.insert(reqwest::header::AUTHORIZATION, v.clone());
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(Duration::from_secs(60))
             // The WebSocket goes straight to the hub; so does HTTP.
@@ -269,7 +297,11 @@ impl Hub {
             .user_agent(concat!("telltale-hub-client/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Fail::Failed(format!("cannot set up HTTP: {}", cause(&e))))?;
-        Ok(Hub { base, http })
+        Ok(Hub {
+            base,
+            http,
+            authorization,
+        })
     }
 
     /// The URL of `path` (which starts with `/`) under the base URL.
@@ -379,13 +411,19 @@ impl Hub {
 
     /// Opens the WebSocket.
     async fn open(&self) -> Result<Socket, Fail> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = self.ws_url()?;
-        match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await
-        {
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Fail::Refused(format!("cannot make a WebSocket request of {url}: {e}")))?;
+        if let Some(v) = &self.authorization {
+            if let Ok(v) = tungstenite::http::HeaderValue::from_bytes(v.as_bytes()) {
+                req.headers_mut()
+                    .insert(tungstenite::http::header::AUTHORIZATION, v);
+            }
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
             Err(_) => Err(self.unreachable("no answer in 10 s")),
             Ok(Ok((ws, _))) => Ok(ws),
             Ok(Err(tungstenite::Error::Http(res))) => {
@@ -1871,25 +1909,25 @@ demo-freezer  door    false      2025-06-01T11:00:10.000Z (1h ago)
 
     #[test]
     fn hub_urls() {
-        let hub = Hub::new("http://gw.local:8080/").unwrap();
+        let hub = Hub::new("http://gw.local:8080/", None).unwrap();
         assert_eq!(
             hub.url("/v1/devices").as_str(),
             "http://gw.local:8080/v1/devices"
         );
         assert_eq!(hub.ws_url().unwrap().as_str(), "ws://gw.local:8080/v1/ws");
-        let proxied = Hub::new("http://gw.local/telltale").unwrap();
+        let proxied = Hub::new("http://gw.local/telltale", None).unwrap();
         assert_eq!(
             proxied.ws_url().unwrap().as_str(),
             "ws://gw.local/telltale/v1/ws"
         );
-        let bare = Hub::new("127.0.0.1:9000").unwrap();
+        let bare = Hub::new("127.0.0.1:9000", None).unwrap();
         assert_eq!(
             bare.url("/v1/latest").as_str(),
             "http://127.0.0.1:9000/v1/latest"
         );
-        assert!(matches!(Hub::new("ftp://x"), Err(Fail::Refused(_))));
+        assert!(matches!(Hub::new("ftp://x", None), Err(Fail::Refused(_))));
         assert!(matches!(
-            Hub::new("https://x").unwrap().ws_url(),
+            Hub::new("https://x", None).unwrap().ws_url(),
             Err(Fail::Refused(_))
         ));
     }

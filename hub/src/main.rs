@@ -9,6 +9,7 @@ mod demo;
 mod notifier;
 mod reload;
 mod service;
+mod token;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -55,6 +56,10 @@ enum Command {
     /// Talk to a running hub: devices, latest values, watch, commands,
     /// alert acks.
     Client(client::ClientArgs),
+    /// API tokens: create (printed once), list, revoke. Works while the
+    /// hub runs.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Copy the database to a file while the hub runs (a consistent,
     /// compact snapshot: SQLite's VACUUM INTO). The file must not exist.
     Backup {
@@ -71,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     init_tracing();
     match cli.command {
         Command::Client(args) => std::process::exit(client::run(args)),
+        Command::Token(cmd) => token::run(cmd),
         Command::Backup { config, to } => {
             let config = HubConfig::load(&config)?;
             anyhow::ensure!(
@@ -147,7 +153,14 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let shutdown = CancellationToken::new();
     // API tokens and device credentials, kept current while the hub runs.
-    let credentials = credentials::start(&credentials::path(&config.data_dir))?;
+    let auth_path = credentials::path(&config.data_dir);
+    let credentials = credentials::start(&auth_path)?;
+    api_access(&config, &credentials.borrow())?;
+    let access_log = tokio::spawn(log_access_changes(
+        credentials.clone(),
+        config.api.listen,
+        shutdown.clone(),
+    ));
 
     let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
     let db = config.db_path();
@@ -182,7 +195,8 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         writer.clone(),
         rules,
     )
-    .context("cannot read the store for the API")?;
+    .context("cannot read the store for the API")?
+    .with_auth(credentials.clone(), auth_path.clone());
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen for http on {}", config.api.listen))?;
@@ -292,6 +306,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     }
     feed.abort();
     let _ = feed.await;
+    access_log.abort();
     let joined = tokio::task::spawn_blocking(move || writer_thread.join());
     if tokio::time::timeout(Duration::from_secs(20), joined)
         .await
@@ -302,6 +317,64 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     drop(credentials);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether the HTTP API may start as configured: with a token, or open
+/// (no token at all) only on a loopback address. Says which it is.
+fn api_access(
+    config: &HubConfig,
+    credentials: &telltale_store::auth::AuthSnapshot,
+) -> anyhow::Result<()> {
+    let listen = config.api.listen;
+    if credentials.has_tokens() {
+        tracing::info!(http = %listen, "the HTTP API needs a token (see docs/security.md)");
+        return Ok(());
+    }
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "[api] listen = \"{listen}\" is not a loopback address and no API token exists: the API would be open to the network. \
+         Create a token first (telltale-hub token create --name admin --scope admin --config <this config>), \
+         or listen on 127.0.0.1"
+    );
+    tracing::warn!(
+        http = %listen,
+        "no API token exists: the HTTP API is OPEN (no token needed) to anyone on this machine, on loopback only; create one with `telltale-hub token create` to close it"
+    );
+    Ok(())
+}
+
+/// Logs when the API opens or closes as tokens come and go.
+async fn log_access_changes(
+    mut credentials: tokio::sync::watch::Receiver<Arc<telltale_store::auth::AuthSnapshot>>,
+    listen: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let mut had = credentials.borrow_and_update().has_tokens();
+    loop {
+        tokio::select! {
+            changed = credentials.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let has = credentials.borrow_and_update().has_tokens();
+        match (had, has) {
+            (false, true) => tracing::info!(
+                target: "audit",
+                "an API token exists now: the HTTP API needs a token"
+            ),
+            (true, false) if listen.ip().is_loopback() => tracing::warn!(
+                target: "audit",
+                http = %listen,
+                "no API token is live any more: the HTTP API is OPEN on loopback"
+            ),
+            (true, false) => tracing::warn!(
+                target: "audit",
+                http = %listen,
+                "no API token is live any more: the HTTP API refuses every request until one is created"
+            ),
+            _ => {}
+        }
+        had = has;
+    }
 }
 
 async fn wait_for_signal() {

@@ -478,3 +478,114 @@ pub async fn ws_next(ws: &mut Socket) -> serde_json::Value {
         }
     }
 }
+
+impl Hub {
+    /// Path of the hub's config file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("hub.toml")
+    }
+
+    /// Runs `telltale-hub token create` against this hub's config (as an
+    /// operator would while it runs); returns the token's text.
+    pub fn token(&self, name: &str, scope: &str) -> String {
+        let out = Command::new(bin("telltale-hub"))
+            .args(["token", "create", "--name", name, "--scope", scope])
+            .arg("--config")
+            .arg(self.config())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("telltale-hub token create runs");
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
+        assert!(token.starts_with("tlt_"), "{token}");
+        token
+    }
+
+    /// Creates a token and waits until the hub uses it (it reads its
+    /// credentials every 500 ms).
+    pub fn token_live(&self, name: &str, scope: &str) -> String {
+        let token = self.token(name, scope);
+        let live = wait_until(Duration::from_secs(10), || {
+            self.get("/v1/whoami").0 == 401
+                && self
+                    .get_auth("/v1/whoami", &token)
+                    .1
+                    .contains(&format!("\"name\":\"{name}\""))
+        });
+        assert!(live, "the hub did not take token {name} in time");
+        token
+    }
+
+    /// Runs `telltale-hub token revoke` against this hub's config.
+    pub fn revoke(&self, id_or_name: &str) {
+        let out = Command::new(bin("telltale-hub"))
+            .args(["token", "revoke", id_or_name])
+            .arg("--config")
+            .arg(self.config())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("telltale-hub token revoke runs");
+        assert!(
+            out.status.success(),
+            "token revoke failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// GETs `path` with curl and a Bearer token; returns status and body.
+    pub fn get_auth(&self, path: &str, token: &str) -> (u16, String) {
+        let header = format!("Authorization: Bearer {token}");
+        curl(&self.url(path), &["-H", &header])
+    }
+
+    /// Everything the hub logged so far (every start), as text.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        for n in 1..=self.proc.starts {
+            let path = self.dir.join(format!("hub-{n}.log"));
+            text.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        text
+    }
+
+    /// Resident memory of the hub process now, KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("the hub runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+/// Opens `/v1/ws` on the hub with extra request headers (an
+/// `Authorization`, an `Origin`) and a query (`?access_token=...`); the
+/// handshake's error as it is (a refusal is `Error::Http` with the answer).
+pub async fn ws_connect_with(
+    hub: &Hub,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://127.0.0.1:{}/v1/ws{query}", hub.http_port);
+    let mut req = url.into_client_request()?;
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                .expect("header name"),
+            v.parse().expect("header value"),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}

@@ -79,6 +79,12 @@ fn demo_stores_agent_readings_and_a_hand_published_one() {
         "{saw:?}"
     );
     drop(sse);
+    // Open (no token needed) on loopback, and it says so.
+    let log = std::fs::read_to_string(dir.path().join("demo.log")).expect("log");
+    assert!(
+        log.contains("the HTTP API is OPEN") && log.contains("loopback only"),
+        "{log}"
+    );
 
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -2,6 +2,7 @@
 //! acknowledging it, and the rules (list, one, create, replace, delete).
 //! Every refusal is problem+json naming the field at fault.
 
+use crate::auth::Caller;
 use crate::items::AlertItem;
 use crate::problem::Problem;
 use crate::rules::RulesError;
@@ -10,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use telltale_rules::Rule;
 use telltale_store::AckOutcome;
@@ -62,7 +63,12 @@ const MAX_NOTE: usize = 2_000;
 
 /// `POST /v1/alerts/{id}/ack`: marks an open alert acknowledged. Watchers
 /// of `/v1/alerts` see the change; repeat notifications stop.
-pub async fn ack(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+pub async fn ack(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let Ok(n) = id.parse::<u64>() else {
         return bad_id(&id).into_response();
     };
@@ -85,7 +91,17 @@ pub async fn ack(State(s): State<AppState>, Path(id): Path<String>, body: Bytes)
         }
     }
     match s.store.ack_alert(n, &by, body.note.as_deref()).await {
-        Ok(AckOutcome::Done(row)) => item_json(&AlertItem::new(row)),
+        Ok(AckOutcome::Done(row)) => {
+            tracing::info!(
+                target: "audit",
+                token = caller.who(),
+                token_id = caller.key().unwrap_or("-"),
+                alert = n,
+                by = %by,
+                "alert acknowledged"
+            );
+            item_json(&AlertItem::new(row))
+        }
         Ok(AckOutcome::NotFound) => bad_id(&id).into_response(),
         Ok(AckOutcome::Resolved(_)) => Problem::new(
             StatusCode::CONFLICT,
@@ -149,7 +165,11 @@ pub async fn rule(State(s): State<AppState>, Path(name): Path<String>) -> Respon
 }
 
 /// `POST /v1/rules`: a new rule; 409 if its name is taken.
-pub async fn create_rule(State(s): State<AppState>, body: Bytes) -> Response {
+pub async fn create_rule(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
     let rule: Rule = match parse_body(&body) {
         Ok(r) => r,
         Err(p) => return p.into_response(),
@@ -168,12 +188,13 @@ pub async fn create_rule(State(s): State<AppState>, body: Bytes) -> Response {
         }
         .into_response();
     }
-    save(&s, rule).await
+    save(&s, &caller, rule).await
 }
 
 /// `PUT /v1/rules/{name}`: creates or replaces the rule `name`.
 pub async fn put_rule(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -188,22 +209,46 @@ pub async fn put_rule(
         )
         .into_response();
     }
-    save(&s, rule).await
+    save(&s, &caller, rule).await
 }
 
-async fn save(s: &AppState, rule: Rule) -> Response {
+fn audit_rule(caller: &Caller, rule: &str, change: &str) {
+    tracing::info!(
+        target: "audit",
+        token = caller.who(),
+        token_id = caller.key().unwrap_or("-"),
+        rule,
+        change,
+        "rule changed"
+    );
+}
+
+async fn save(s: &AppState, caller: &Caller, rule: Rule) -> Response {
     let shown = rule.clone();
     match s.rules.upsert(rule).await {
-        Ok(true) => (StatusCode::CREATED, Json(shown)).into_response(),
-        Ok(false) => Json(shown).into_response(),
+        Ok(true) => {
+            audit_rule(caller, &shown.name, "created");
+            (StatusCode::CREATED, Json(shown)).into_response()
+        }
+        Ok(false) => {
+            audit_rule(caller, &shown.name, "replaced");
+            Json(shown).into_response()
+        }
         Err(e) => rules_problem(e).into_response(),
     }
 }
 
 /// `DELETE /v1/rules/{name}`: its open alerts resolve.
-pub async fn delete_rule(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn delete_rule(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
     match s.rules.delete(&name).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            audit_rule(&caller, &name, "deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => rules_problem(e).into_response(),
     }
 }

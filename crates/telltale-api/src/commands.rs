@@ -3,6 +3,7 @@
 //! `/v1/commands` is served like every other. The WebSocket's `command`
 //! message goes through [`create`] as well.
 
+use crate::auth::Caller;
 use crate::items::CommandItem;
 use crate::problem::Problem;
 use crate::AppState;
@@ -10,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 use std::sync::Arc;
 use telltale_store::commands::NewCommand;
@@ -124,9 +126,23 @@ fn item_json(status: StatusCode, item: &CommandItem) -> Response {
         .into_response()
 }
 
+/// The audit line of a command sent.
+pub(crate) fn audit(caller: &Caller, item: &CommandItem) {
+    tracing::info!(
+        target: "audit",
+        token = caller.who(),
+        token_id = caller.key().unwrap_or("-"),
+        device = %item.row.device,
+        command = %item.row.name,
+        id = item.row.id,
+        "command sent"
+    );
+}
+
 /// `POST /v1/devices/{id}/commands`.
 pub async fn post(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(device): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -148,7 +164,10 @@ pub async fn post(
         }
     };
     match create(&s, &device, req, key).await {
-        Ok((item, true)) => item_json(StatusCode::CREATED, &item),
+        Ok((item, true)) => {
+            audit(&caller, &item);
+            item_json(StatusCode::CREATED, &item)
+        }
         Ok((item, false)) => item_json(StatusCode::OK, &item),
         Err(p) => p.into_response(),
     }

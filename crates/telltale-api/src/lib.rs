@@ -10,7 +10,9 @@
 // request; its size does not matter there.
 #![allow(clippy::result_large_err)]
 
+mod admin;
 mod alerts;
+pub mod auth;
 pub mod commands;
 pub mod items;
 pub mod metrics;
@@ -26,18 +28,23 @@ pub use metrics::{Metrics, NotifyCounts};
 pub use problem::Problem;
 pub use sources::Readers;
 
+use auth::Caller;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 use rules::RulesFile;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+use telltale_store::auth::AuthSnapshot;
 use telltale_store::writer::{Changes, ReadingsSwitch, WriterHandle};
 use telltale_watch::{Collection, Item, Kind, SourceError};
+use tokio::sync::watch;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +69,40 @@ pub struct ApiConfig {
     pub ws_pong_timeout_secs: u64,
     /// WebSocket: most watches on one socket.
     pub ws_max_watches: usize,
+    /// Whether `/metrics` answers without a token (for a scraper on a
+    /// trusted network); otherwise it needs a `read` token.
+    pub metrics_public: bool,
+    /// Requests per second each token may make, on average; past it, 429
+    /// with Retry-After. Open mode has no per-token limits.
+    pub token_rate_per_sec: u32,
+    /// Requests a token may make in a burst above its rate.
+    pub token_rate_burst: u32,
+    /// Most watches (HTTP streams and WebSocket watches together) one token
+    /// holds at once; past it, 429.
+    pub max_watches_per_token: usize,
+    /// Most WebSocket sockets one token holds open at once; past it, 429.
+    pub max_sockets_per_token: usize,
+    /// Most HTTP connections open at once from one client address; more
+    /// are closed as soon as they are accepted (token or not).
+    pub max_connections_per_ip: usize,
+    /// Largest request head (request line and headers), bytes; larger: 431.
+    /// At least 8192.
+    pub max_header_bytes: usize,
+    /// Largest request body, bytes; larger: 413.
+    pub max_body_bytes: usize,
+    /// Longest `filter`, `device`, `metric`, `severity` or `state`
+    /// parameter (or WebSocket watch field), bytes; longer: 400
+    /// `bad_filter`. At most 1024 (the filter language's own limit).
+    pub max_filter_bytes: usize,
+    /// WebSocket: largest client message the hub reads and answers with an
+    /// error result (the socket stays open), bytes.
+    pub ws_max_message_bytes: usize,
+    /// WebSocket: largest frame or message the socket takes at all, bytes;
+    /// a larger one closes the socket (1009).
+    pub ws_max_frame_bytes: usize,
+    /// WebSocket: seconds a socket opened without a token gets to send its
+    /// `auth` message.
+    pub ws_auth_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +115,18 @@ impl Default for ApiConfig {
             ws_ping_secs: 20,
             ws_pong_timeout_secs: 10,
             ws_max_watches: 64,
+            metrics_public: false,
+            token_rate_per_sec: 50,
+            token_rate_burst: 100,
+            max_watches_per_token: 256,
+            max_sockets_per_token: 32,
+            max_connections_per_ip: 256,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            max_filter_bytes: telltale_filter::MAX_LEN,
+            ws_max_message_bytes: 64 * 1024,
+            ws_max_frame_bytes: 1024 * 1024,
+            ws_auth_timeout_secs: 10,
         }
     }
 }
@@ -89,6 +142,36 @@ impl ApiConfig {
                 "api.ws_ping_secs, api.ws_pong_timeout_secs and api.ws_max_watches must be above 0"
                     .into(),
             );
+        }
+        let positive = [
+            ("api.token_rate_per_sec", self.token_rate_per_sec as usize),
+            ("api.token_rate_burst", self.token_rate_burst as usize),
+            ("api.max_watches_per_token", self.max_watches_per_token),
+            ("api.max_sockets_per_token", self.max_sockets_per_token),
+            ("api.max_connections_per_ip", self.max_connections_per_ip),
+            ("api.max_body_bytes", self.max_body_bytes),
+            ("api.ws_max_message_bytes", self.ws_max_message_bytes),
+            (
+                "api.ws_auth_timeout_secs",
+                self.ws_auth_timeout_secs as usize,
+            ),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name} must be above 0"));
+            }
+        }
+        if self.max_header_bytes < 8192 {
+            return Err("api.max_header_bytes must be at least 8192".into());
+        }
+        if !(1..=telltale_filter::MAX_LEN).contains(&self.max_filter_bytes) {
+            return Err(format!(
+                "api.max_filter_bytes must be from 1 to {}",
+                telltale_filter::MAX_LEN
+            ));
+        }
+        if self.ws_max_frame_bytes < self.ws_max_message_bytes {
+            return Err("api.ws_max_frame_bytes must be at least api.ws_max_message_bytes".into());
         }
         for o in &self.cors_origins {
             let ok = (o.starts_with("http://") || o.starts_with("https://"))
@@ -130,6 +213,28 @@ pub struct AppState {
     /// [`AppState::with_metrics`] (without them, those routes report what
     /// the store and the API know).
     pub metrics: Option<Metrics>,
+    /// API tokens, scopes and per-token limits; set by
+    /// [`AppState::with_auth`] (without it: no token exists, so the API is
+    /// open if it listens on loopback and refuses everything otherwise).
+    pub auth: Arc<auth::Auth>,
+    /// The credentials database, for the admin routes (opened at first use).
+    pub auth_db: Arc<admin::AuthDbSlot>,
+    /// The API's own counters (connections, refusals), for `/metrics`.
+    pub counters: Arc<ApiCounters>,
+}
+
+/// The API's own counters.
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    /// Requests refused for a missing or bad token (401).
+    pub auth_failures: AtomicU64,
+    /// Requests refused by a token's rate limit (429).
+    pub rate_limited: AtomicU64,
+    /// HTTP connections open now.
+    pub connections: AtomicU64,
+    /// Connections closed at once because their client address had
+    /// `max_connections_per_ip` open.
+    pub connections_refused: AtomicU64,
 }
 
 impl AppState {
@@ -183,6 +288,10 @@ impl AppState {
                 c,
                 Arc::new(sources::CommandsSource(readers.clone())),
             ),
+            auth: Arc::new(auth_for(&config, no_credentials())),
+            auth_db: Arc::new(admin::AuthDbSlot::new(
+                readers.path().with_file_name("auth.db"),
+            )),
             readers,
             store,
             rules,
@@ -190,7 +299,20 @@ impl AppState {
             config: Arc::new(config),
             shutdown,
             metrics: None,
+            counters: Arc::new(ApiCounters::default()),
         })
+    }
+
+    /// Checks requests against `credentials`, the live snapshot of
+    /// `auth.db` (kept current by the hub), whose file is `auth_db`.
+    pub fn with_auth(
+        mut self,
+        credentials: watch::Receiver<Arc<AuthSnapshot>>,
+        auth_db: std::path::PathBuf,
+    ) -> AppState {
+        self.auth = Arc::new(auth_for(&self.config, credentials));
+        self.auth_db = Arc::new(admin::AuthDbSlot::new(auth_db));
+        self
     }
 
     /// Adds the counters of ingest, the broker and the notifier.
@@ -198,6 +320,24 @@ impl AppState {
         self.metrics = Some(metrics);
         self
     }
+}
+
+/// Credentials that never change and hold no token.
+fn no_credentials() -> watch::Receiver<Arc<AuthSnapshot>> {
+    watch::channel(Arc::new(AuthSnapshot::default())).1
+}
+
+fn auth_for(config: &ApiConfig, credentials: watch::Receiver<Arc<AuthSnapshot>>) -> auth::Auth {
+    auth::Auth::new(
+        credentials,
+        config.listen.ip().is_loopback(),
+        auth::TokenLimits {
+            rate_per_sec: config.token_rate_per_sec,
+            burst: config.token_rate_burst,
+            watches: config.max_watches_per_token,
+            sockets: config.max_sockets_per_token,
+        },
+    )
 }
 
 impl std::fmt::Debug for AppState {
@@ -295,32 +435,57 @@ async fn feed_commit<T: Item, R: Clone>(
 
 type Pairs = Query<Vec<(String, String)>>;
 
-async fn readings(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
-    routes::serve_collection(&s, &s.readings, "ReadingList", &headers, &q)
+async fn readings(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Pairs,
+) -> Response {
+    routes::serve_collection(&s, &c, &s.readings, "ReadingList", &headers, &q)
         .await
         .into_response()
 }
 
-async fn latest(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
-    routes::serve_collection(&s, &s.latest, "LatestList", &headers, &q)
+async fn latest(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Pairs,
+) -> Response {
+    routes::serve_collection(&s, &c, &s.latest, "LatestList", &headers, &q)
         .await
         .into_response()
 }
 
-async fn commands_list(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
-    routes::serve_collection(&s, &s.commands, "CommandList", &headers, &q)
+async fn commands_list(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Pairs,
+) -> Response {
+    routes::serve_collection(&s, &c, &s.commands, "CommandList", &headers, &q)
         .await
         .into_response()
 }
 
-async fn alerts(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
-    routes::serve_collection(&s, &s.alerts, "AlertList", &headers, &q)
+async fn alerts(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Pairs,
+) -> Response {
+    routes::serve_collection(&s, &c, &s.alerts, "AlertList", &headers, &q)
         .await
         .into_response()
 }
 
-async fn devices(State(s): State<AppState>, headers: HeaderMap, Query(q): Pairs) -> Response {
-    routes::serve_collection(&s, &s.devices, "DeviceList", &headers, &q)
+async fn devices(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Pairs,
+) -> Response {
+    routes::serve_collection(&s, &c, &s.devices, "DeviceList", &headers, &q)
         .await
         .into_response()
 }
@@ -431,6 +596,42 @@ async fn not_found() -> Response {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
 
+/// 413 problem+json for a body above `max_body_bytes`: at once when its
+/// Content-Length says so, and in place of the plain text answer of a body
+/// that grew past the limit while read.
+async fn body_limit(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let max = s.config.max_body_bytes;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("a request body is at most {max} bytes"),
+        )
+        .into_response()
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let res = next.run(req).await;
+    let is_problem = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        return too_large();
+    }
+    res
+}
+
 /// CORS for the configured origins: GET (and POST, for later routes) with
 /// the headers a dashboard sends; `Last-Event-ID` for EventSource resumes.
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
@@ -441,7 +642,7 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .collect();
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::AllowOrigin::list(list))
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -479,8 +680,29 @@ pub fn app(state: AppState) -> Router {
                 .delete(alerts::delete_rule),
         )
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/whoami", get(admin::whoami))
+        .route("/v1/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/v1/tokens/{id}", delete(admin::revoke_token))
+        .route(
+            "/v1/device-credentials",
+            get(admin::devices).post(admin::create_device),
+        )
+        .route(
+            "/v1/device-credentials/{device}",
+            delete(admin::revoke_device),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: sizes of bodies, then who is calling.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_limit,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ))
         .with_state(state);
     match cors_layer {
         Some(layer) => router.layer(layer),
@@ -492,9 +714,15 @@ pub fn app(state: AppState) -> Router {
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// Serves `app(state)` on `listener` until `state.shutdown` fires; streams
-/// end with a final BOOKMARK first.
+/// end with a final BOOKMARK first. At most `max_connections_per_ip`
+/// connections from one client address are served at once: more are closed
+/// as soon as they are accepted. Request heads above `max_header_bytes`
+/// answer 431.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
+    let counters = state.counters.clone();
+    let per_ip = auth::PerKey::<std::net::IpAddr>::new(state.config.max_connections_per_ip);
+    let max_head = state.config.max_header_bytes.max(8192);
     let router = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     // Read nothing while a response is being written: a watch stream then
@@ -504,15 +732,18 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     // `heartbeatSeconds`.
     http.half_close(true)
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30));
+        .header_read_timeout(std::time::Duration::from_secs(30))
+        // A head that does not fit answers 431.
+        .max_buf_size(max_head);
     // Connections are tasks of this set: dropping it (at the end of the
     // grace period below) aborts any still open, so nothing they hold (the
     // store's handle among it) outlives the server.
     let mut connections = tokio::task::JoinSet::new();
+    let mut refused_logged = std::time::Instant::now() - Duration::from_secs(60);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait, do not spin.
                     tracing::warn!(error = %e, "http accept failed");
@@ -524,13 +755,34 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = shutdown.cancelled() => break,
         };
+        let Some(slot) = per_ip.try_take(&peer.ip()) else {
+            // Closed at once (dropped): it costs no task and no buffer.
+            counters.connections_refused.fetch_add(1, Relaxed);
+            if refused_logged.elapsed() >= Duration::from_secs(60) {
+                refused_logged = std::time::Instant::now();
+                tracing::warn!(
+                    client = %peer.ip(),
+                    "http connections from one address above api.max_connections_per_ip; closing the extra ones (logged once a minute)"
+                );
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper_util::service::TowerToHyperService::new(
+            tower_http::add_extension::AddExtension::new(
+                router.clone(),
+                axum::extract::ConnectInfo(peer),
+            ),
+        );
         let conn = http
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .with_upgrades();
         let shutdown = shutdown.clone();
+        let counters = counters.clone();
+        counters.connections.fetch_add(1, Relaxed);
         connections.spawn(async move {
+            let _slot = slot;
             tokio::pin!(conn);
             let done = tokio::select! {
                 r = conn.as_mut() => Some(r),
@@ -545,6 +797,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
                     conn.await
                 }
             };
+            counters.connections.fetch_sub(1, Relaxed);
             if let Err(e) = result {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
@@ -557,4 +810,37 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     })
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiConfig;
+
+    #[test]
+    fn api_limits_are_checked() {
+        ApiConfig::default()
+            .check()
+            .expect("the defaults are valid");
+        // (TOML of [api], what the error must name; empty: valid)
+        let table: &[(&str, &str)] = &[
+            ("max_header_bytes = 8192", ""),
+            ("max_header_bytes = 4096", "api.max_header_bytes"),
+            ("max_body_bytes = 0", "api.max_body_bytes"),
+            ("token_rate_per_sec = 0", "api.token_rate_per_sec"),
+            ("max_connections_per_ip = 0", "api.max_connections_per_ip"),
+            ("max_filter_bytes = 2048", "api.max_filter_bytes"),
+            ("max_filter_bytes = 0", "api.max_filter_bytes"),
+            ("ws_max_frame_bytes = 1000", "api.ws_max_frame_bytes"),
+            ("metrics_public = true", ""),
+        ];
+        for (toml_text, want) in table {
+            let c: ApiConfig = toml::from_str(toml_text).expect("parses");
+            match (c.check(), want.is_empty()) {
+                (Ok(()), true) => {}
+                (Err(e), false) => assert!(e.contains(want), "{toml_text}: {e}"),
+                (r, _) => panic!("{toml_text}: {r:?}"),
+            }
+        }
+        assert!(toml::from_str::<ApiConfig>("max_tokens = 3").is_err());
+    }
 }

@@ -202,6 +202,35 @@ fn render(s: &AppState, rejects: &[(String, u64)], db_bytes: u64) -> String {
         "Alert transitions (fired, resolved, ...) written by the store.",
         st.alert_transitions.load(Relaxed),
     );
+    let c = &s.counters;
+    for (name, kind, help, v) in [
+        (
+            "telltale_http_connections",
+            "gauge",
+            "HTTP connections open now.",
+            c.connections.load(Relaxed),
+        ),
+        (
+            "telltale_http_connections_refused_total",
+            "counter",
+            "HTTP connections closed at once: their client address had api.max_connections_per_ip open.",
+            c.connections_refused.load(Relaxed),
+        ),
+        (
+            "telltale_api_auth_failures_total",
+            "counter",
+            "Requests and WebSocket auth messages refused for a missing, unknown or revoked token (401).",
+            c.auth_failures.load(Relaxed),
+        ),
+        (
+            "telltale_api_rate_limited_total",
+            "counter",
+            "Requests refused by their token's rate limit (429).",
+            c.rate_limited.load(Relaxed),
+        ),
+    ] {
+        one(&mut out, name, kind, help, v);
+    }
     one(
         &mut out,
         "telltale_process_resident_memory_bytes",

@@ -1,6 +1,7 @@
 //! The collection routes: one handler for the three ways to read any
 //! collection (snapshot list, long poll, watch stream as SSE or NDJSON).
 
+use crate::auth::{Caller, KeyGuard};
 use crate::items::Framed;
 use crate::params::Params;
 use crate::problem::Problem;
@@ -253,13 +254,14 @@ pub(crate) fn extra_shorthands(name: &str) -> &'static [&'static str] {
 /// HTTP streams and the WebSocket.
 pub(crate) async fn start_watch<T: Framed>(
     state: &AppState,
+    caller: &Caller,
     coll: &Arc<Collection<T>>,
     p: Params,
     rv_text: Option<&str>,
 ) -> Result<
     (
         impl futures_util::Stream<Item = WatchEvent<T>> + Send + 'static,
-        tokio::sync::OwnedSemaphorePermit,
+        WatchPermit,
     ),
     Problem,
 > {
@@ -281,6 +283,30 @@ pub(crate) async fn start_watch<T: Framed>(
                 "the hub serves as many watches as it is configured for; retry later",
             )
         })?;
+    let per_token = match caller.key() {
+        None => None,
+        Some(id) => Some(
+            state
+                .auth
+                .watches
+                .try_take(&id.to_owned())
+                .ok_or_else(|| Problem {
+                    retry_after: Some(5),
+                    ..Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_watches",
+                        format!(
+                            "this token holds {} watches, the most [api] max_watches_per_token allows; retry later",
+                            state.config.max_watches_per_token
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let permit = WatchPermit {
+        _hub: permit,
+        _token: per_token,
+    };
     let start = match (rv, p.send_initial_events, p.since) {
         (Some(seq), _, _) => Start::After(seq),
         (None, true, _) => Start::Initial,
@@ -299,14 +325,96 @@ pub(crate) async fn start_watch<T: Framed>(
     Ok((stream, permit))
 }
 
+/// What a watch holds while it runs: one of the hub's watch permits and one
+/// of its token's.
+pub(crate) struct WatchPermit {
+    _hub: tokio::sync::OwnedSemaphorePermit,
+    _token: Option<KeyGuard<String>>,
+}
+
+/// The watch events of `stream` until `caller` is no longer let in (its
+/// token revoked): then an ERROR event (401 `token_revoked`) and the end.
+pub(crate) fn until_revoked<T: Item, S>(
+    state: &AppState,
+    caller: &Caller,
+    stream: S,
+) -> impl futures_util::Stream<Item = WatchEvent<T>> + Send + 'static
+where
+    S: futures_util::Stream<Item = WatchEvent<T>> + Send + 'static,
+{
+    let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = revoked.clone();
+    let invalid = state.auth.until_invalid(caller);
+    let who = caller.clone();
+    let detail = caller.revoked_detail();
+    stream
+        .take_until(async move {
+            invalid.await;
+            tracing::info!(
+                target: "audit",
+                token_id = who.key().unwrap_or("-"),
+                token = who.who(),
+                "watch stream ended: token revoked"
+            );
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .chain(
+            futures_util::stream::once(async move {
+                revoked
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .then(|| revoked_event(detail))
+            })
+            .filter_map(std::future::ready),
+        )
+}
+
+/// The last event of a stream whose token was revoked.
+pub(crate) fn revoked_event<T: Item>(detail: &str) -> WatchEvent<T> {
+    WatchEvent::Error {
+        status: 401,
+        code: "token_revoked",
+        message: detail.into(),
+        oldest: None,
+    }
+}
+
+/// 400 `bad_filter` for a filter or shorthand parameter longer than
+/// `[api] max_filter_bytes`.
+pub(crate) fn check_filter_lengths(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<(), Problem> {
+    let max = state.config.max_filter_bytes;
+    for (k, v) in pairs {
+        let is_filter = matches!(
+            k.as_str(),
+            "filter" | "device" | "metric" | "severity" | "state"
+        );
+        if is_filter && v.len() > max {
+            return Err(Problem {
+                param: Some(k.clone()),
+                position: Some(max),
+                ..Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_filter",
+                    format!("{k} is longer than {max} bytes"),
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Serves one collection route.
 pub async fn serve_collection<T: Framed>(
     state: &AppState,
+    caller: &Caller,
     coll: &Arc<Collection<T>>,
     list_kind: &'static str,
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, Problem> {
+    check_filter_lengths(state, pairs)?;
     let p = Params::parse(pairs, coll.kind, extra_shorthands(coll.name))?;
     // The header wins where both are given (EventSource resumes with it).
     let rv_text = headers
@@ -316,7 +424,8 @@ pub async fn serve_collection<T: Framed>(
         .or(p.resource_version.clone());
 
     if p.watch {
-        let (stream, permit) = start_watch(state, coll, p, rv_text.as_deref()).await?;
+        let (stream, permit) = start_watch(state, caller, coll, p, rv_text.as_deref()).await?;
+        let stream = until_revoked(state, caller, stream);
         let coll = coll.clone();
         let (wire, content_type) = if wants_sse(headers) {
             (Wire::Sse, "text/event-stream")

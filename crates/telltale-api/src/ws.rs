@@ -10,10 +10,11 @@
 //! socket stays open. The server pings; a peer silent for too long is
 //! closed.
 
+use crate::auth::{Caller, KeyGuard, Scope};
 use crate::commands::CommandRequest;
 use crate::params::Params;
 use crate::problem::Problem;
-use crate::routes::{event_json, extra_shorthands, start_watch};
+use crate::routes::{check_filter_lengths, event_json, extra_shorthands, start_watch};
 use crate::{items::Framed, AppState};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
@@ -34,6 +35,9 @@ pub enum Frame {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close,
+    /// A close frame with a status code and a reason: 1008 (policy: the
+    /// token was refused or revoked), 1009 (a message too big).
+    CloseWith(u16, String),
 }
 
 /// Limits of one socket.
@@ -71,25 +75,192 @@ impl Default for WsLimits {
     }
 }
 
-/// Runs one socket until the peer closes it, goes silent, or the hub stops.
-pub async fn session<S, R, E>(state: AppState, mut sink: S, mut stream: R, limits: WsLimits)
+/// Who a socket is for: known from its request, or to be read from its
+/// first message.
+#[derive(Debug)]
+pub enum SocketAuth {
+    /// The request carried a valid token (or the hub is open); the socket
+    /// holds one of its token's socket slots, if it has a token.
+    Known(Caller, Option<KeyGuard<String>>),
+    /// The first message must be `{"type":"auth","token":"tlt_..."}`,
+    /// within this long; the client's address is for the audit line.
+    FirstMessage(Duration, Option<std::net::SocketAddr>),
+}
+
+/// Reads the first message of a socket opened without a token: an `auth`
+/// message with a live token makes the caller (answered `auth_ok`);
+/// anything else, or nothing in time, is answered with an error and the
+/// socket closed (1008).
+async fn first_message_auth<S, R, E>(
+    state: &AppState,
+    sink: &mut S,
+    stream: &mut R,
+    within: Duration,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<(Caller, Option<KeyGuard<String>>)>
 where
     S: Sink<Frame> + Unpin,
     R: Stream<Item = Result<Frame, E>> + Unpin,
 {
+    let deadline = Instant::now() + within;
+    let refused = |id: &Value, detail: &str| {
+        error(
+            id,
+            Problem::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                detail.to_owned(),
+            ),
+        )
+    };
+    let (reply, outcome) = loop {
+        let frame = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                break (
+                    refused(
+                        &Value::Null,
+                        "no auth message in time: send {\"type\":\"auth\",\"token\":\"...\"} first",
+                    ),
+                    None,
+                )
+            }
+            Ok(None | Some(Err(_)) | Some(Ok(Frame::Close | Frame::CloseWith(..)))) => return None,
+            Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_)))) => continue,
+            Ok(Some(Ok(Frame::Binary(_)))) => {
+                break (
+                    refused(&Value::Null, "the first message must be an auth message"),
+                    None,
+                )
+            }
+            Ok(Some(Ok(Frame::Text(t)))) => t,
+        };
+        let msg: Value = if frame.len() > state.config.ws_max_message_bytes {
+            Value::Null
+        } else {
+            serde_json::from_str(&frame).unwrap_or(Value::Null)
+        };
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        if msg.get("type").and_then(Value::as_str) != Some("auth") {
+            break (
+                refused(
+                    &id,
+                    "the first message must be {\"type\":\"auth\",\"token\":\"...\"} (or send the token with the request)",
+                ),
+                None,
+            );
+        }
+        let token = msg.get("token").and_then(Value::as_str);
+        match state.auth.check(token) {
+            Ok(caller) => {
+                let slot = match caller.key() {
+                    None => None,
+                    Some(k) => match state.auth.sockets.try_take(&k.to_owned()) {
+                        Some(g) => Some(g),
+                        None => {
+                            let p = Problem::new(
+                                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                                "too_many_sockets",
+                                format!(
+                                    "this token holds {} sockets, the most [api] max_sockets_per_token allows",
+                                    state.config.max_sockets_per_token
+                                ),
+                            );
+                            break (error(&id, p), None);
+                        }
+                    },
+                };
+                let mut ok = json!({"type": "auth_ok", "scope": caller.scope.as_str()});
+                if !id.is_null() {
+                    ok["id"] = id;
+                }
+                break (ok.to_string(), Some((caller, slot)));
+            }
+            Err(r) => {
+                state
+                    .counters
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let token_id = match &r {
+                    crate::auth::Refusal::Invalid { id } => id.clone(),
+                    _ => None,
+                };
+                tracing::warn!(
+                    target: "audit",
+                    client = %peer.map_or("-".to_owned(), |p| p.to_string()),
+                    route = "/v1/ws",
+                    token_id = token_id.as_deref().unwrap_or("-"),
+                    "api token refused in a websocket auth message"
+                );
+                break (error(&id, r.problem()), None);
+            }
+        }
+    };
+    let ok = outcome.is_some();
+    if sink.send(Frame::Text(reply)).await.is_err() {
+        return None;
+    }
+    if !ok {
+        let _ = sink
+            .send(Frame::CloseWith(1008, "unauthorized".into()))
+            .await;
+    }
+    outcome
+}
+
+/// Runs one socket until the peer closes it, goes silent, its token is
+/// revoked, or the hub stops.
+pub async fn session<S, R, E>(
+    state: AppState,
+    mut sink: S,
+    mut stream: R,
+    limits: WsLimits,
+    auth: SocketAuth,
+) where
+    S: Sink<Frame> + Unpin,
+    R: Stream<Item = Result<Frame, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (caller, _slot) = match auth {
+        SocketAuth::Known(c, slot) => (c, slot),
+        SocketAuth::FirstMessage(within, peer) => {
+            match first_message_auth(&state, &mut sink, &mut stream, within, peer).await {
+                Some(pair) => pair,
+                None => return,
+            }
+        }
+    };
     let (out_tx, mut out_rx) = mpsc::channel::<String>(limits.queue.max(1));
     let mut s = Session {
         state: state.clone(),
+        caller: caller.clone(),
         out: out_tx,
         watches: HashMap::new(),
         limits: limits.clone(),
         tokens: limits.burst,
         refilled: Instant::now(),
     };
+    let revoked = state.auth.until_invalid(&caller);
+    tokio::pin!(revoked);
     let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_every, limits.ping_every);
     let mut heard = Instant::now();
     loop {
         tokio::select! {
+            () = &mut revoked => {
+                tracing::info!(
+                    target: "audit",
+                    token_id = caller.key().unwrap_or("-"),
+                    token = caller.who(),
+                    "websocket closed: token revoked"
+                );
+                let p = Problem::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "token_revoked",
+                    caller.revoked_detail(),
+                );
+                let _ = sink.send(Frame::Text(error(&Value::Null, p))).await;
+                let _ = sink.send(Frame::CloseWith(1008, "token revoked".into())).await;
+                break;
+            }
             _ = state.shutdown.cancelled() => {
                 // Watches end with their final BOOKMARK: pass on what is queued.
                 let end = Instant::now() + Duration::from_millis(500);
@@ -103,7 +274,19 @@ where
             frame = stream.next() => {
                 heard = Instant::now();
                 let reply = match frame {
-                    None | Some(Err(_)) | Some(Ok(Frame::Close)) => break,
+                    None | Some(Ok(Frame::Close | Frame::CloseWith(..))) => break,
+                    Some(Err(e)) => {
+                        // A frame above ws_max_frame_bytes, or a broken one.
+                        let text = e.to_string();
+                        tracing::debug!(error = %text, "websocket read failed; closing");
+                        let code = if text.contains("too long") || text.contains("too big") {
+                            1009
+                        } else {
+                            1002
+                        };
+                        let _ = sink.send(Frame::CloseWith(code, "message too big or malformed".into())).await;
+                        break;
+                    }
                     Some(Ok(Frame::Pong(_) | Frame::Ping(_))) => None,
                     Some(Ok(Frame::Binary(_))) => Some(error(&Value::Null, bad("bad_message", "messages are JSON text frames"))),
                     Some(Ok(Frame::Text(text))) => s.message(&text).await,
@@ -138,6 +321,8 @@ where
 
 struct Session {
     state: AppState,
+    /// Who the socket is for: the scope its messages are checked against.
+    caller: Caller,
     out: mpsc::Sender<String>,
     /// Open watches by the id of the message that opened them.
     watches: HashMap<u64, JoinHandle<()>>,
@@ -233,11 +418,23 @@ impl Session {
             "ping" => Ok(json!({"id": id, "type": "pong"}).to_string()),
             "watch" => self.watch(id, &msg).await,
             "unwatch" => self.unwatch(id, &msg),
-            "command" => self.command(id, &msg).await,
-            "ack_alert" => self.ack(id, &msg).await,
+            "command" => match self.caller.require(Scope::Control) {
+                Ok(()) => self.command(id, &msg).await,
+                Err(p) => Err(p),
+            },
+            "ack_alert" => match self.caller.require(Scope::Control) {
+                Ok(()) => self.ack(id, &msg).await,
+                Err(p) => Err(p),
+            },
+            "auth" => Err(bad(
+                "bad_message",
+                "this socket is authenticated already: auth is the first message only",
+            )),
             other => Err(bad(
                 "bad_message",
-                format!("unknown type {other:?}: one of watch, unwatch, command, ack_alert, ping"),
+                format!(
+                    "unknown type {other:?}: one of auth, watch, unwatch, command, ack_alert, ping"
+                ),
             )),
         };
         Some(answer.unwrap_or_else(|p| error(&id_value, p)))
@@ -313,9 +510,11 @@ impl Session {
         coll: &Arc<Collection<T>>,
         pairs: &[(String, String)],
     ) -> Result<JoinHandle<()>, Problem> {
+        check_filter_lengths(&self.state, pairs)?;
         let p = Params::parse(pairs, coll.kind, extra_shorthands(coll.name))?;
         let rv = p.resource_version.clone();
-        let (events, permit) = start_watch(&self.state, coll, p, rv.as_deref()).await?;
+        let (events, permit) =
+            start_watch(&self.state, &self.caller, coll, p, rv.as_deref()).await?;
         let (coll, out) = (coll.clone(), self.out.clone());
         Ok(tokio::spawn(async move {
             let _held = permit;
@@ -378,7 +577,10 @@ impl Session {
         };
         let text = body.to_string();
         let req: CommandRequest = crate::alerts::parse_body(text.as_bytes())?;
-        let (item, _) = crate::commands::create(&self.state, &device, req, key).await?;
+        let (item, new) = crate::commands::create(&self.state, &device, req, key).await?;
+        if new {
+            crate::commands::audit(&self.caller, &item);
+        }
         // Its steps follow as events of this message's id, until it ends.
         let command_id = item.row.id;
         let seq = item.row.seq;
@@ -445,6 +647,13 @@ impl Session {
             .await
         {
             Ok(AckOutcome::Done(row)) => {
+                tracing::info!(
+                    target: "audit",
+                    token = self.caller.who(),
+                    alert,
+                    by = %by,
+                    "alert acknowledged"
+                );
                 let item = crate::items::AlertItem::new(row);
                 let v: Value = serde_json::from_str(item.json()).unwrap_or(Value::Null);
                 Ok(ok(id, Some(("alert", v))))
@@ -464,18 +673,66 @@ impl Session {
     }
 }
 
-/// `GET /v1/ws`: upgrades to a WebSocket session.
+/// Whether a WebSocket request's `Origin` may open a socket: none at all (a
+/// program, not a browser), one of `cors_origins`, or the hub's own origin
+/// (the same host and port as the request's `Host`, so a dashboard the hub
+/// serves works). A page of any other origin is refused: it would ride on
+/// the browser of someone who can reach the hub (cross-site WebSocket
+/// hijacking).
+pub fn origin_allowed(headers: &axum::http::HeaderMap, cors_origins: &[String]) -> bool {
+    use axum::http::header;
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if cors_origins.iter().any(|o| o == origin) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+/// `GET /v1/ws`: upgrades to a WebSocket session. The token comes with the
+/// request (header or `access_token`; the auth layer checked it) or in the
+/// first message.
 pub async fn upgrade(
     axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     ws: Result<
         axum::extract::ws::WebSocketUpgrade,
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> axum::response::Response {
-    use axum::extract::ws::Message;
+    use axum::extract::ws::{CloseFrame, Message};
     use axum::response::IntoResponse;
+    if !origin_allowed(&headers, &state.config.cors_origins) {
+        let origin = headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .unwrap_or("?");
+        tracing::warn!(
+            target: "audit",
+            client = %peer.as_ref().map_or("-".to_owned(), |p| (p.0).0.to_string()),
+            origin,
+            "websocket refused: origin not allowed"
+        );
+        return Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "pages of this origin may not open the hub's WebSocket: add it to [api] cors_origins",
+        )
+        .into_response();
+    }
     let limits = WsLimits {
         max_watches: state.config.ws_max_watches,
+        max_message_bytes: state.config.ws_max_message_bytes,
         ping_every: Duration::from_secs(state.config.ws_ping_secs),
         pong_timeout: Duration::from_secs(state.config.ws_pong_timeout_secs),
         ..WsLimits::default()
@@ -491,9 +748,41 @@ pub async fn upgrade(
             .into_response()
         }
     };
-    // Frames above the application's limit are still read (up to 1 MiB) so
-    // that they get an error result instead of a closed socket.
-    ws.max_message_size(1024 * 1024)
+    let auth = match caller {
+        Some(axum::Extension(c)) => {
+            let slot = match c.key() {
+                None => None,
+                Some(k) => match state.auth.sockets.try_take(&k.to_owned()) {
+                    Some(g) => Some(g),
+                    None => {
+                        return Problem {
+                            retry_after: Some(5),
+                            ..Problem::new(
+                                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                                "too_many_sockets",
+                                format!(
+                                    "this token holds {} sockets, the most [api] max_sockets_per_token allows",
+                                    state.config.max_sockets_per_token
+                                ),
+                            )
+                        }
+                        .into_response()
+                    }
+                },
+            };
+            SocketAuth::Known(c, slot)
+        }
+        None => SocketAuth::FirstMessage(
+            Duration::from_secs(state.config.ws_auth_timeout_secs),
+            peer.map(|p| (p.0).0),
+        ),
+    };
+    // Messages above the application's limit are still read (up to
+    // ws_max_frame_bytes) so that they get an error result instead of a
+    // closed socket; above that the socket closes (1009).
+    let transport_max = state.config.ws_max_frame_bytes;
+    ws.max_message_size(transport_max)
+        .max_frame_size(transport_max)
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
@@ -505,6 +794,10 @@ pub async fn upgrade(
                     Frame::Ping(p) => Message::Ping(p.into()),
                     Frame::Pong(p) => Message::Pong(p.into()),
                     Frame::Close => Message::Close(None),
+                    Frame::CloseWith(code, reason) => Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })),
                 })
             });
             let stream = stream.map(|m| {
@@ -516,6 +809,6 @@ pub async fn upgrade(
                     Message::Close(_) => Frame::Close,
                 })
             });
-            session(state, Box::pin(sink), stream, limits).await;
+            session(state, Box::pin(sink), stream, limits, auth).await;
         })
 }

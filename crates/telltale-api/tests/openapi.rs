@@ -857,3 +857,47 @@ async fn commands_answer_as_documented() {
         }
     }
 }
+
+#[test]
+fn each_operation_documents_the_scope_the_auth_layer_asks_for() {
+    use telltale_api::auth::{needed, Need, Scope};
+    let doc = doc();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            let m: axum::http::Method = method.to_ascii_uppercase().parse().expect("method");
+            let public = op["security"].as_array().is_some_and(Vec::is_empty);
+            let documented = op["x-scope"].as_str();
+            match needed(&m, Some(path), false) {
+                Need::Public => {
+                    assert!(public && documented.is_none(), "{method} {path}");
+                }
+                Need::Socket => {
+                    assert_eq!(documented, Some("read"), "{method} {path}");
+                }
+                Need::Scope(s) => {
+                    assert!(!public, "{method} {path} is documented public");
+                    let want = match s {
+                        Scope::Read => "read",
+                        Scope::Control => "control",
+                        Scope::Admin => "admin",
+                    };
+                    assert_eq!(documented, Some(want), "{method} {path}");
+                    for status in ["401", "429"] {
+                        assert!(
+                            op["responses"][status].is_object(),
+                            "{method} {path}: {status}"
+                        );
+                    }
+                    if s != Scope::Read {
+                        assert!(op["responses"]["403"].is_object(), "{method} {path}: 403");
+                    }
+                }
+            }
+        }
+    }
+    // /metrics is public only when configured so.
+    assert_eq!(
+        needed(&axum::http::Method::GET, Some("/metrics"), true),
+        Need::Public
+    );
+}

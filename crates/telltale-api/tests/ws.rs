@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use telltale_api::auth::Caller;
 use telltale_api::rules::RulesFile;
-use telltale_api::ws::{session, Frame, WsLimits};
+use telltale_api::ws::{session, Frame, SocketAuth, WsLimits};
 use telltale_api::{ApiConfig, AppState};
 use telltale_store::writer::{IncomingBatch, WriteOp, WriterHandle};
 use telltale_store::{Routing, StoreConfig};
@@ -82,10 +83,30 @@ struct Client {
 
 impl Client {
     fn start(state: &AppState, limits: WsLimits) -> Client {
+        Client::start_with(state, limits, SocketAuth::Known(Caller::open(), None))
+    }
+
+    fn start_with(state: &AppState, limits: WsLimits, auth: SocketAuth) -> Client {
         let (tx, server_rx) = mpsc::unbounded();
         let (server_tx, rx) = mpsc::unbounded();
-        tokio::spawn(session(state.clone(), server_tx, server_rx, limits));
+        tokio::spawn(session(state.clone(), server_tx, server_rx, limits, auth));
         Client { tx, rx }
+    }
+
+    /// Text messages until the session closes, and the close frame.
+    async fn until_closed(&mut self) -> (Vec<Value>, Option<Frame>) {
+        let mut texts = Vec::new();
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(10), self.rx.next())
+                .await
+                .expect("the session ends in time");
+            match f {
+                None => return (texts, None),
+                Some(Frame::Text(t)) => texts.push(serde_json::from_str(&t).expect("json")),
+                Some(f @ (Frame::Close | Frame::CloseWith(..))) => return (texts, Some(f)),
+                Some(_) => {}
+            }
+        }
     }
 
     async fn send(&mut self, v: Value) {
@@ -259,4 +280,69 @@ async fn a_peer_that_stops_answering_is_closed() {
     .await
     .expect("closed in time");
     assert!(closed && pings >= 1, "pings {pings}");
+}
+
+#[tokio::test]
+async fn the_first_message_authenticates_and_a_revocation_closes_the_socket() {
+    use telltale_store::auth::{AuthDb, Scope};
+    let f = fixture().await;
+    let path = f._dir.path().join("auth.db");
+    let mut db = AuthDb::open(&path).expect("auth.db");
+    let control = db.create_token("op", Scope::Control).expect("token");
+    // Another token keeps the hub closed once "op" is revoked (a loopback
+    // hub without tokens is open).
+    db.create_token("other", Scope::Read).expect("token");
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(db.snapshot().expect("snapshot")));
+    let state = f.state.clone().with_auth(rx, path);
+    let first = || SocketAuth::FirstMessage(Duration::from_secs(1), None);
+
+    // A good token: auth_ok with its scope, then the socket works.
+    let mut c = Client::start_with(&state, WsLimits::default(), first());
+    c.send(json!({"id": 7, "type": "auth", "token": control.token}))
+        .await;
+    assert_eq!(
+        c.next().await,
+        json!({"id": 7, "type": "auth_ok", "scope": "control"})
+    );
+    c.send(json!({"id": 1, "type": "ping"})).await;
+    assert_eq!(c.next().await["type"], "pong");
+    c.send(json!({"id": 2, "type": "auth", "token": control.token}))
+        .await;
+    assert_eq!(c.next().await["error"]["code"], "bad_message");
+    // Revoked: an error, then a close with 1008.
+    db.revoke_token("op").expect("revoke");
+    tx.send_replace(Arc::new(db.snapshot().expect("snapshot")));
+    let (texts, close) = c.until_closed().await;
+    assert_eq!(
+        texts.last().expect("an error")["error"]["code"],
+        "token_revoked"
+    );
+    assert!(
+        matches!(close, Some(Frame::CloseWith(1008, _))),
+        "{close:?}"
+    );
+
+    // A revoked or unknown token, another message first, or silence: an
+    // error result and 1008.
+    for first_message in [
+        Some(json!({"type": "auth", "token": control.token})),
+        Some(json!({"type": "auth"})),
+        Some(json!({"id": 1, "type": "ping"})),
+        None,
+    ] {
+        let mut c = Client::start_with(&state, WsLimits::default(), first());
+        if let Some(m) = &first_message {
+            c.send(m.clone()).await;
+        }
+        let (texts, close) = c.until_closed().await;
+        assert_eq!(texts.len(), 1, "{first_message:?}: {texts:?}");
+        assert_eq!(
+            texts[0]["error"]["code"], "unauthorized",
+            "{first_message:?}"
+        );
+        assert!(
+            matches!(close, Some(Frame::CloseWith(1008, _))),
+            "{close:?}"
+        );
+    }
 }
