@@ -12,6 +12,7 @@
 
 mod alerts;
 pub mod commands;
+mod dashboard;
 pub mod items;
 pub mod metrics;
 mod params;
@@ -479,6 +480,8 @@ pub fn app(state: AppState) -> Router {
                 .delete(alerts::delete_rule),
         )
         .route("/v1/openapi.json", get(openapi))
+        // The web dashboard: `/` and `/ui/{file}`, outside the API.
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
