@@ -92,8 +92,9 @@ class Hub {
    * `demo` the first time (the hub and its demo agents, in a process group
    * of their own); after that `run` with the demo's settings, so that the
    * agents of the first start, still running, are the only ones.
+   * `extraConfig` is appended to the hub's config file.
    */
-  async start() {
+  async start(extraConfig = '') {
     assert.ok(fs.existsSync(HUB), `${HUB} is missing: cargo build --workspace --bins`);
     this.starts++;
     let args;
@@ -111,7 +112,7 @@ class Hub {
           `listen = "127.0.0.1:${this.http}"`,
           '[alerts]',
           `rules_file = ${JSON.stringify(path.join(this.data, 'rules.toml'))}`,
-          '',
+          extraConfig,
         ].join('\n'),
       );
       args = ['run', '--config', config];
@@ -284,6 +285,18 @@ before(async () => {
     30000,
     200,
   );
+  // An hour of history from a sensor without an agent (times relative to
+  // the hub's clock), for the sparklines and the time ranges.
+  hub.publish(
+    'sensor-hall',
+    Array.from({ length: 118 }, (_, i) => ({
+      n: 'temp',
+      u: 'Cel',
+      t: -3540 + i * 30,
+      v: Math.round((20 + 3 * Math.sin(i / 9)) * 100) / 100,
+    })),
+  );
+  await until('the hall sensor', async () => (await hub.json('/v1/readings?device=sensor-hall&limit=200')).items.length === 118, 10000);
 });
 
 after(async () => {
@@ -349,7 +362,11 @@ test('the device list shows the demo devices with live values that change; the p
     await sleep(2500);
     return (await h.textContent()) !== a;
   }, 20000);
-  await until('sparklines', async () => (await page.locator('svg.spark path[d^="M"]').count()) >= 4, 10000);
+  await until('sparklines', async () => (await page.locator('svg.spark path[d^="M"]').count()) >= 5, 10000);
+  // The hall sensor's hour of history spans its sparkline.
+  const hall = await page.locator('#device-list li[data-key="sensor-hall"] svg.spark path').getAttribute('d');
+  assert.ok(hall.split('L').length > 100, `a sparkline over the hour: ${hall}`);
+  assert.equal(await page.locator('#device-list li[data-key="sensor-hall"] .pill').textContent(), 'unknown', 'no status: presence unknown');
   // From here on the page must never reload.
   await page.evaluate(() => (window.__samePage = 'yes'));
   assert.equal(await page.locator('#conn').getAttribute('data-state'), 'live');
@@ -369,6 +386,27 @@ test('the theme toggle switches light and dark', async () => {
   await page.click('#theme');
   assert.equal(await theme(), 'auto');
   assert.equal(await bg(), light);
+});
+
+test('the time range choice (by keyboard) changes what the plots show, loading older readings when needed', async () => {
+  await go('#/device/sensor-hall');
+  const fig = page.locator('figure.plot').first();
+  await fig.waitFor({ timeout: 10000 });
+  const shown = async () => Number((await fig.getAttribute('aria-label')).match(/: (\d+) readings/)[1]);
+  await until('the 15 minutes', async () => (await shown()) >= 25 && (await shown()) <= 32, 5000);
+  await page.focus('#range-15m');
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'range-1h');
+  await until('the hour', async () => (await shown()) >= 115, 5000);
+  assert.match(await fig.getAttribute('aria-label'), /1 hour/);
+  await page.evaluate(() => scrollTo(0, 0));
+  await page.screenshot({ path: path.join(SHOTS, 'device-hour-1280x800-light.png') });
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'range-6h');
+  await until('six hours (read from the hub)', async () => /6 hours: 118 readings/.test(await fig.getAttribute('aria-label')), 10000);
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(await marker(), 'yes', 'the page did not reload');
 });
 
 let alertId;
@@ -489,8 +527,10 @@ async function tableMatchesHub(from, to) {
   assert.ok(oldest < from, 'the table reaches back before the outage');
   const during = table.filter((r) => Date.parse(r.time) > from + 500 && Date.parse(r.time) < to);
   assert.ok(during.length >= 2, `readings taken during the outage are in the table: ${during.length}`);
-  const since = new Date(oldest - 120_000).toISOString();
-  const held = await hub.json(`/v1/readings?device=demo-freezer&since=${encodeURIComponent(since)}&limit=10000`);
+  // Every reading the hub holds of the device (not `since`: the hall
+  // sensor's back-dated readings put the log out of time order).
+  const held = await hub.json('/v1/readings?device=demo-freezer&limit=10000');
+  assert.equal(held.continue, undefined, 'one page holds them all');
   const want = held.items.filter((r) => r.seq >= lo && r.seq <= hi);
   const got = new Map(table.map((r) => [r.seq, r]));
   const missing = want.filter((r) => !got.has(r.seq));
@@ -572,6 +612,39 @@ test('after the hub is killed and restarted the page shows reconnecting, goes on
   measured.reconnectMs = Date.now() - back;
   await tableReaches(restartedAt + 2000);
   measured.restart = await tableMatchesHub(from, restartedAt);
+});
+
+test('when its cursor expired the page says so and reloads the readings, without a page reload', async () => {
+  await go('#/device/demo-freezer');
+  await until('the readings table', async () => (await page.locator('#readings-body tr').count()) >= 10, 15000);
+  const conn = page.locator('#conn');
+  relay.drop();
+  await until('"reconnecting"', async () => (await conn.getAttribute('data-state')) === 'reconnecting', 15000, 50);
+  // A hub whose ring holds 5 readings: the page's cursor falls out of it.
+  await hub.kill();
+  await hub.start('[store.retention]\nmax_rows = 5\n');
+  const rv = await page.evaluate(() => window.telltale.feeds().find((f) => f.name === 'readings').rv);
+  await until(
+    "the ring to move past the page's cursor",
+    async () => (await fetch(`${hub.base}/v1/readings?resourceVersion=${encodeURIComponent(rv)}&limit=1`)).status === 410,
+    30000,
+    300,
+  );
+  relay.restore();
+  await until('"live" again', async () => (await conn.getAttribute('data-state')) === 'live', 30000, 100);
+  const notice = page.locator('#notice[data-kind="expired"]');
+  await notice.waitFor({ timeout: 10000 });
+  assert.match(await notice.textContent(), /cursor expired/);
+  assert.match(await notice.textContent(), /fresh snapshot/);
+  const loads = Object.fromEntries(await page.evaluate(() => window.telltale.feeds().map((f) => [f.name, f.loads])));
+  assert.deepEqual(loads, { devices: 1, latest: 1, alerts: 1, readings: 2 });
+  await tableReaches(Date.now());
+  assert.equal(await marker(), 'yes', 'the page did not reload');
+  await page.evaluate(() => scrollTo(0, 0));
+  await page.screenshot({ path: path.join(SHOTS, 'expired-1280x800-light.png') });
+  // The notice can be dismissed.
+  await notice.getByRole('button', { name: /dismiss/i }).click();
+  assert.equal(await page.locator('#notice').textContent(), '');
 });
 
 test('the views pass axe (WCAG 2 A and AA, contrast included) in light and dark, at 360 px', async () => {

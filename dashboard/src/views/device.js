@@ -305,6 +305,12 @@ function makeChart(fig, metric, bool, span, d) {
   const fg = css('--muted');
   const grid = css('--line');
   const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+  // Hours and minutes on the 24-hour clock, as in the readings table.
+  const hhmm = (u, splits) =>
+    splits.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }));
+  const yAxis = bool
+    ? { ...axis, size: 50, splits: () => [0, 1], values: (u, splits) => splits.map((v) => (v ? 'true' : 'false')) }
+    : { ...axis, size: 50 };
   const opts = {
     ...size(fig),
     legend: { show: false },
@@ -319,7 +325,7 @@ function makeChart(fig, metric, bool, span, d) {
       },
       y: bool ? { range: [-0.1, 1.1] } : {},
     },
-    axes: [axis, { ...axis, size: 50 }],
+    axes: [{ ...axis, values: hhmm }, yAxis],
     series: [
       {},
       {
