@@ -38,6 +38,9 @@ export class Socket {
     if (this.ws) this.ws.close();
     this.ws = null;
     this.ready = false;
+    for (const p of this.pending.values()) p.reject(new Error('signed out'));
+    this.pending.clear();
+    this.handlers.clear();
     report(PART, 'stopped');
   }
 

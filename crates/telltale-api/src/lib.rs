@@ -2,7 +2,8 @@
 //! the router; every collection answers the three ways of
 //! ../shared/spec/watch-api.md (snapshot list, long poll with `wait`, watch
 //! stream as SSE or NDJSON) through the one watch engine (telltale-watch).
-//! Errors are RFC 9457 problem+json.
+//! Errors are RFC 9457 problem+json. It also serves the web dashboard's
+//! embedded files (`dashboard.rs`), which use the API like any client.
 //!
 //! It never writes the store and never talks MQTT.
 
