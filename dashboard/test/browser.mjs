@@ -611,7 +611,7 @@ test('after the hub is killed and restarted the page shows reconnecting, goes on
   await page.evaluate(() => scrollTo(0, 0));
   await page.screenshot({ path: path.join(SHOTS, 'reconnecting-1280x800-light.png') });
   // The agents go on reading into their outboxes while the hub is down.
-  await sleep(3000);
+  await sleep(5000);
   assert.equal(await conn.getAttribute('data-state'), 'reconnecting', 'still reconnecting while the hub is down');
   // The page stays away (offline) until the agents have delivered to the
   // new hub, so it must catch up from where it was.

@@ -5,11 +5,10 @@
 import uPlot from 'uplot';
 import { can, explain, list } from '../api.js';
 import { ago, clock, h, keyed, text, unit, value, when } from '../dom.js';
-import { HOUR, key, lastSeen, latestOf, model, numeric } from '../model.js';
+import { alertHistory, HOUR, key, lastSeen, latestOf, model, numeric, openAlerts } from '../model.js';
 import { socket } from '../live.js';
 import { alertList } from './alerts.js';
 import { devicePill, labelList, updatePill } from './devices.js';
-import { alertHistory, openAlerts } from '../model.js';
 
 const RANGES = [
   ['15m', '15 min', 15 * 60_000],
@@ -84,8 +83,8 @@ export function deviceView(id) {
   function data(metric, now) {
     const from = now - range[2];
     const live = model.series.get(key(id, metric)) || { t: [], v: [] };
-    let t = [];
-    let v = [];
+    const t = [];
+    const v = [];
     const hist = range[2] > HOUR ? history.get(metric) : null;
     const liveStart = live.t.length ? live.t[0] : Infinity;
     if (hist) {
@@ -222,15 +221,13 @@ export function deviceView(id) {
   return {
     el,
     title: id,
-    mounted() {
-      redrawPlots(true);
-    },
     update(topics) {
       const all = topics.has('all');
       const now = Date.now();
       const d = model.devices.get(id);
       updatePill(pill, d);
-      text(seen, `last seen ${ago(lastSeen(id), now)}`);
+      if (!d && model.loaded.devices) text(seen, 'the hub has not heard from a device with this id');
+      else text(seen, `last seen ${ago(lastSeen(id), now)}`);
       text(agent, d?.agent || 'no agent reported');
       labelList(labels, d?.labels);
       if (all || topics.has('latest')) {
@@ -243,7 +240,8 @@ export function deviceView(id) {
           text(tr.children[2], clock(l.time));
         });
       }
-      if (all || topics.has('theme')) {
+      if (topics.has('theme')) {
+        // New colours: the charts are made again.
         for (const c of charts.values()) c.u.destroy();
         charts.clear();
         plots.replaceChildren();
