@@ -135,6 +135,7 @@ function signedOut(message) {
   signedIn = false;
   live.stop();
   nav.hidden = true;
+  conn.hidden = true;
   who.replaceChildren();
   logout.hidden = true;
   mount(
@@ -162,6 +163,7 @@ async function enter() {
   auth.name = w.token?.name || null;
   signedIn = true;
   nav.hidden = false;
+  conn.hidden = false;
   showWho();
   live.start({ expired, denied });
   route();

@@ -742,6 +742,7 @@ test('sign-in with a token, kept in session storage, and a read token sees no co
   await p.goto(`${hub.base}/`);
   await p.locator('#token').waitFor({ timeout: 10000 });
   assert.equal(await p.evaluate(() => document.activeElement.id), 'token', 'the token field has the focus');
+  assert.equal(await p.locator('#conn').isVisible(), false, 'no connection state before signing in');
   await p.screenshot({ path: path.join(SHOTS, 'login-360x740-light.png') });
   await p.fill('#token', 'tlt_wrong_token');
   await p.keyboard.press('Enter');
