@@ -85,6 +85,16 @@ class Hub {
     this.starts = 0;
     /** process groups started (each hub's pid) */
     this.groups = [];
+    // Whatever happens to the test, nothing it started outlives it.
+    process.once('exit', () => {
+      for (const g of this.groups) {
+        try {
+          process.kill(-g, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    });
     return this;
   }
 
@@ -316,6 +326,9 @@ after(async () => {
   await browser?.close();
   await relay?.close();
   await hub?.stop();
+  // The databases go; the hub's logs stay for a look after a failure.
+  if (hub?.data) fs.rmSync(hub.data, { recursive: true, force: true });
+  if (hub?.dir) console.log(`# hub logs: ${hub.dir}`);
 });
 
 test('the device list shows the demo devices with live values that change; the page is small and renders fast', async () => {
