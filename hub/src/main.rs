@@ -116,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             demo::write_rules(&config.alerts.rules_file, http_port)?;
             runtime()?.block_on(async move {
                 let agents = demo::Agents::start(&data_dir, mqtt_port)?;
+                tracing::info!("demo: the dashboard is at http://127.0.0.1:{http_port}/");
                 run(config, Some(agents)).await
             })
         }

@@ -2,7 +2,8 @@
 //! the router; every collection answers the three ways of
 //! ../shared/spec/watch-api.md (snapshot list, long poll with `wait`, watch
 //! stream as SSE or NDJSON) through the one watch engine (telltale-watch).
-//! Errors are RFC 9457 problem+json.
+//! Errors are RFC 9457 problem+json. It also serves the web dashboard's
+//! embedded files (`dashboard.rs`), which use the API like any client.
 //!
 //! It never writes the store and never talks MQTT.
 
@@ -14,6 +15,7 @@ mod admin;
 mod alerts;
 pub mod auth;
 pub mod commands;
+mod dashboard;
 pub mod items;
 pub mod metrics;
 mod params;
@@ -691,6 +693,8 @@ pub fn app(state: AppState) -> Router {
             "/v1/device-credentials/{device}",
             delete(admin::revoke_device),
         )
+        // The web dashboard: `/` and `/ui/{file}`, outside the API.
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost first: sizes of bodies, then who is calling.
