@@ -36,9 +36,13 @@ pub(crate) fn watch_problem<T: Item>(coll: &Collection<T>, e: WatchError) -> Pro
                 "resourceVersion is newer than anything this hub has committed",
             )
         },
-        WatchError::Rv(e @ (RvError::Expired { .. } | RvError::OtherEpoch { .. })) => {
+        WatchError::Rv(
+            e @ (RvError::Expired { .. } | RvError::OtherEpoch { .. } | RvError::Lost { .. }),
+        ) => {
             let oldest = match e {
-                RvError::Expired { oldest } | RvError::OtherEpoch { oldest } => oldest,
+                RvError::Expired { oldest }
+                | RvError::OtherEpoch { oldest }
+                | RvError::Lost { oldest } => oldest,
                 _ => 0,
             };
             Problem {

@@ -66,6 +66,9 @@ impl Source<ReadingItem> for ReadingsSource {
         // One below the oldest entry held: a resume from there has no gap.
         Ok(self.0.with(|r| r.oldest_reading_seq())?.saturating_sub(1))
     }
+    fn lost(&self, seq: u64) -> Result<bool, SourceError> {
+        Ok(self.0.with(|r| r.reading_seq_lost(seq))?)
+    }
     fn last(&self) -> Result<u64, SourceError> {
         Ok(self.0.with(|r| r.collection_seqs())?.0)
     }

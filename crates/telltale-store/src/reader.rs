@@ -350,6 +350,15 @@ impl Reader {
         }
     }
 
+    /// Whether a readings seq lies in a gap of the log: seqs that may have
+    /// been shown to watchers before a commit that never came.
+    pub fn reading_seq_lost(&self, seq: u64) -> Result<bool, StoreError> {
+        let gaps = schema::meta_get(&self.conn, "readings_gaps")?.unwrap_or_default();
+        Ok(crate::writer::parse_gaps(&gaps)
+            .iter()
+            .any(|&(start, len)| seq >= start && seq < start + len))
+    }
+
     /// The last seq of each collection: `(readings, latest, devices)`, from
     /// meta, which the writer updates in the same transaction as the rows.
     /// Read it in the same [`Reader::snapshot`] as the list it versions.

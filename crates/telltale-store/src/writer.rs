@@ -838,7 +838,7 @@ fn gaps_text(gaps: &[(u64, u64)]) -> String {
         .join(",")
 }
 
-fn parse_gaps(text: &str) -> Vec<(u64, u64)> {
+pub(crate) fn parse_gaps(text: &str) -> Vec<(u64, u64)> {
     text.split(',')
         .filter_map(|g| {
             let (s, n) = g.split_once(':')?;

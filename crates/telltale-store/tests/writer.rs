@@ -375,6 +375,12 @@ async fn readings_are_shown_before_their_commit_and_their_seqs_never_reused() {
         .expect("update");
     let (w, _j, _acks) = open(&db, config);
     assert_eq!(r.collection_seqs().expect("seqs").0, 1006);
+    // A watcher that saw seqs of the lost range is told so (the API answers
+    // 410 and it lists again); one that stopped before it is not.
+    assert!(!r.reading_seq_lost(6).expect("lost"));
+    assert!(r.reading_seq_lost(7).expect("lost"));
+    assert!(r.reading_seq_lost(1006).expect("lost"));
+    assert!(!r.reading_seq_lost(1007).expect("lost"));
     w.send(batch("a", None, 7, 6.0)).await.expect("send");
     assert_eq!(w.sync().await.expect("sync"), 1013);
     assert_eq!(r.count_readings().expect("count"), 10);

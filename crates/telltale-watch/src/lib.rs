@@ -107,6 +107,12 @@ pub trait Source<T>: Send + Sync + 'static {
     /// A log's first seq whose item is at or after `ts_ms` (approximate; the
     /// engine filters by time as well).
     fn seq_at_time(&self, ts_ms: i64) -> Result<u64, SourceError>;
+    /// Whether `seq` lies in a range of seqs that were shown to watchers
+    /// but lost before their commit (the hub stopped or a commit failed).
+    /// A watcher at such a seq has seen items that no longer exist.
+    fn lost(&self, _seq: u64) -> Result<bool, SourceError> {
+        Ok(false)
+    }
 }
 
 /// Most items in one shared chunk of the live ring.
@@ -128,6 +134,8 @@ pub enum RvError {
     OtherEpoch { oldest: u64 },
     #[error("resourceVersion is older than the oldest entry still held")]
     Expired { oldest: u64 },
+    #[error("resourceVersion is among readings shown before a commit that never came (the hub stopped or a commit failed), so what was seen up to it is not all stored")]
+    Lost { oldest: u64 },
 }
 
 /// Errors of list and wait.
@@ -399,6 +407,10 @@ impl<T: Item> Collection<T> {
         }
         if seq < oldest {
             return Err(RvError::Expired { oldest }.into());
+        }
+        let source = self.source.clone();
+        if blocking(move || source.lost(seq)).await? {
+            return Err(RvError::Lost { oldest }.into());
         }
         Ok(seq)
     }
