@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 examples=${SCHEMATHESIS_EXAMPLES:-25}
 max_time=${SCHEMATHESIS_MAX_TIME:-240}
 seed=${SCHEMATHESIS_SEED:-20261129}
-hub_bin=${HUB_BIN:-target/debug/telltale-hub}
+hub_bin=${HUB_BIN:-$PWD/target/debug/telltale-hub}
 st=${ST:-st}
 command -v "$st" >/dev/null || { echo "schemathesis is not installed (pip install schemathesis), or set ST" >&2; exit 2; }
 [ -x "$hub_bin" ] || { echo "$hub_bin is missing: cargo build --workspace --bins" >&2; exit 2; }
@@ -73,6 +73,8 @@ scan() {
     --no-color "${@:2}"
 }
 set +e
+# Run where schemathesis' cache (.schemathesis/) goes away with the rest.
+cd "$work"
 # Everything but revoking tokens (the scan would revoke its own and spend
 # the rest of the run on 401s); then revoking, last, with a token of its own.
 scan "$token" --max-time "$max_time" --exclude-operation-id revokeToken ${ST_EXTRA:-}
