@@ -5,6 +5,7 @@
 # as the document says; requests without the token must be refused.
 # Bounded: at most SCHEMATHESIS_EXAMPLES cases per operation and
 # SCHEMATHESIS_MAX_TIME seconds. Exits non-zero on any failure.
+# ST=path/to/st picks the schemathesis command (default: st on PATH).
 # SCHEMATHESIS_HUB_LOG=FILE keeps the hub's log (HUB_LOG=info for audit
 # lines); ST_EXTRA passes more options to the main scan.
 #
@@ -15,8 +16,9 @@ cd "$(dirname "$0")/.."
 examples=${SCHEMATHESIS_EXAMPLES:-25}
 max_time=${SCHEMATHESIS_MAX_TIME:-240}
 seed=${SCHEMATHESIS_SEED:-20261129}
-hub_bin=${HUB_BIN:-target/debug/telltale-hub}
-command -v st >/dev/null || { echo "schemathesis is not installed (pip install schemathesis)" >&2; exit 2; }
+hub_bin=${HUB_BIN:-$PWD/target/debug/telltale-hub}
+st=${ST:-st}
+command -v "$st" >/dev/null || { echo "schemathesis is not installed (pip install schemathesis), or set ST" >&2; exit 2; }
 [ -x "$hub_bin" ] || { echo "$hub_bin is missing: cargo build --workspace --bins" >&2; exit 2; }
 
 work=$(mktemp -d)
@@ -59,7 +61,7 @@ mosquitto_pub -h 127.0.0.1 -p "$mqtt_port" -q 1 -t telltale/v1/devices/scan-1/te
 
 # One worker: schemathesis' generator is not safe across threads here.
 scan() {
-  st run "$base/v1/openapi.json" \
+  "$st" run "$base/v1/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $1" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ignored_auth \
@@ -71,6 +73,8 @@ scan() {
     --no-color "${@:2}"
 }
 set +e
+# Run where schemathesis' cache (.schemathesis/) goes away with the rest.
+cd "$work"
 # Everything but revoking tokens (the scan would revoke its own and spend
 # the rest of the run on 401s); then revoking, last, with a token of its own.
 scan "$token" --max-time "$max_time" --exclude-operation-id revokeToken ${ST_EXTRA:-}

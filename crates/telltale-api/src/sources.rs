@@ -67,7 +67,7 @@ impl Source<ReadingItem> for ReadingsSource {
         Ok(self.0.with(|r| r.oldest_reading_seq())?.saturating_sub(1))
     }
     fn lost(&self, seq: u64) -> Result<bool, SourceError> {
-        Ok(self.0.with(|r| r.reading_seq_lost(seq))?)
+        self.0.with(|r| r.reading_seq_lost(seq))
     }
     fn last(&self) -> Result<u64, SourceError> {
         Ok(self.0.with(|r| r.collection_seqs())?.0)
