@@ -19,6 +19,7 @@ mod problem;
 mod routes;
 pub mod rules;
 pub mod sources;
+pub mod tls;
 pub mod ws;
 
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
@@ -62,6 +63,8 @@ pub struct ApiConfig {
     pub ws_pong_timeout_secs: u64,
     /// WebSocket: most watches on one socket.
     pub ws_max_watches: usize,
+    /// HTTPS: present, the listener speaks only TLS.
+    pub tls: Option<tls::ApiTlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
             ws_ping_secs: 20,
             ws_pong_timeout_secs: 10,
             ws_max_watches: 64,
+            tls: None,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct AppState {
     /// [`AppState::with_metrics`] (without them, those routes report what
     /// the store and the API know).
     pub metrics: Option<Metrics>,
+    /// TLS on the listener; set by [`AppState::with_tls`].
+    pub tls: Option<tls::Tls>,
 }
 
 impl AppState {
@@ -190,12 +196,19 @@ impl AppState {
             config: Arc::new(config),
             shutdown,
             metrics: None,
+            tls: None,
         })
     }
 
     /// Adds the counters of ingest, the broker and the notifier.
     pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Makes [`serve`] speak HTTPS with `cert`.
+    pub fn with_tls(mut self, cert: Arc<telltale_tls::ReloadableCert>) -> AppState {
+        self.tls = Some(tls::Tls::new(cert));
         self
     }
 }
@@ -495,6 +508,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// end with a final BOOKMARK first.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
+    let tls = state.tls.clone();
     let router = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     // Read nothing while a response is being written: a watch stream then
@@ -526,11 +540,16 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let conn = http
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-            .with_upgrades();
+        let (http, tls) = (http.clone(), tls.clone());
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            // The TLS handshake, if any, in the connection's own task.
+            let Some(io) = tls::accept(tls.as_ref(), stream).await else {
+                return;
+            };
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
             tokio::pin!(conn);
             let done = tokio::select! {
                 r = conn.as_mut() => Some(r),
