@@ -312,7 +312,9 @@ url = "https://ntfy.sh/telltale-test"
         parse("[broker]\nlisten = \"0.0.0.0:1883\"\nplain = false\n[broker.tls]\n")
             .check()
             .expect("plain off, tls on");
-        let e = parse("[broker]\nplain = false\n").check().expect_err("no listener");
+        let e = parse("[broker]\nplain = false\n")
+            .check()
+            .expect_err("no listener");
         assert!(e.to_string().contains("no listener"), "{e}");
 
         let mut c = parse(

@@ -1,0 +1,268 @@
+//! TLS with the hub's own CA (`telltale-hub tls init`), as a user would
+//! talk to it: curl with `--cacert` over HTTPS (and the certificate read
+//! again on SIGHUP), mosquitto with the CA and a device certificate over
+//! MQTT/TLS, the real agent with the config `device add` printed, and a
+//! client certificate from another CA refused.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use telltale_tests::{curl, mosquitto_pub_with, wait_until, Agent, Hub, MqttSub};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
+#[test]
+fn curl_with_the_ca_talks_https_and_sighup_serves_a_new_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = Hub::configure_tls(dir.path(), "", true);
+    hub.launch();
+    let ca = hub.ca();
+    let url = hub.url("/healthz");
+    let (status, body) = curl(&url, &["--cacert", s(&ca)]);
+    assert_eq!((status, body.trim()), (200, "ok"));
+    // Without the CA curl does not trust it; plain HTTP gets no answer.
+    assert_eq!(curl(&url, &[]).0, 0);
+    let plain = format!("http://127.0.0.1:{}/healthz", hub.http_port);
+    assert_eq!(curl(&plain, &[]).0, 0);
+    // The API answers over HTTPS like over HTTP.
+    let (status, _) = hub.get_json("/v1/readings");
+    assert_eq!(status, 200);
+
+    // A new pair from another CA replaces the files; it is served only
+    // after SIGHUP.
+    let other = dir.path().join("other");
+    let out = hub.cli(&["tls", "init", "--dir", s(&other)]);
+    assert!(out.status.success(), "{out:?}");
+    let tls = dir.path().join("data").join("tls");
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(other.join(f), tls.join(f)).expect("copy");
+    }
+    let other_ca = other.join("ca.pem");
+    assert_eq!(
+        curl(&url, &["--cacert", s(&other_ca)]).0,
+        0,
+        "not before SIGHUP"
+    );
+    hub.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || curl(
+            &url,
+            &["--cacert", s(&other_ca)]
+        )
+        .0 == 200),
+        "the new certificate after SIGHUP"
+    );
+    assert_eq!(
+        curl(&url, &["--cacert", s(&ca)]).0,
+        0,
+        "the old one is gone"
+    );
+    assert!(hub.log().contains("certificate reloaded"));
+    // A broken file at the next SIGHUP keeps the certificate in use.
+    std::fs::write(tls.join("server.pem"), "not a certificate").expect("write");
+    hub.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(wait_until(Duration::from_secs(5), || hub
+        .log()
+        .contains("certificate not reloaded")));
+    assert_eq!(curl(&url, &["--cacert", s(&other_ca)]).0, 200);
+    assert!(hub.is_running());
+}
+
+#[test]
+fn mosquitto_with_the_ca_and_a_device_certificate_talks_mqtt_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = Hub::configure_tls(dir.path(), "[store]\ncommit_interval_ms = 50\n", false);
+    let d = hub.add_device("boiler-1");
+    hub.launch();
+    let port = hub.mqtts_port.expect("tls port");
+    let pack = r#"[{"n":"temp","v":61.5}]"#;
+    assert!(mosquitto_pub_with(
+        &d.mosquitto_args(port),
+        &d.topic("boiler-1", "telemetry"),
+        pack
+    ));
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (_, v) = hub.get_json("/v1/readings?device=boiler-1");
+        v["items"].as_array().is_some_and(|a| a.len() == 1)
+    }));
+    let (_, v) = hub.get_json("/v1/latest?device=boiler-1");
+    assert_eq!(v["items"][0]["value"], 61.5, "{v}");
+    // mosquitto_sub over TLS gets the device's command.
+    let mut sub = MqttSub::start(&d.mosquitto_args(port), &[&d.topic("boiler-1", "cmd")]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = curl(
+        &hub.url("/v1/devices/boiler-1/commands"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"name":"ping"}"#,
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(sub.wait_for("\"ping\"", Duration::from_secs(10)));
+}
+
+#[test]
+fn the_agent_sends_over_tls_with_the_config_device_add_prints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = Hub::configure_tls(dir.path(), "[store]\ncommit_interval_ms = 50\n", false);
+    let d = hub.add_device("gw-1");
+    hub.launch();
+    let port = hub.mqtts_port.expect("tls port");
+    // The [mqtt] keys `device add` printed, with the files where the test
+    // keeps them.
+    let snippet = d.snippet.split_once("[mqtt]\n").expect("snippet").1;
+    let mut mqtt = String::new();
+    for line in snippet.lines() {
+        let key = line.split(" = ").next().unwrap_or("");
+        match key {
+            "host" | "port" => {} // the harness sets them (127.0.0.1 is in the certificate)
+            "ca" => mqtt.push_str(&format!("ca = \"{}\"\n", s(&d.ca))),
+            "cert" => mqtt.push_str(&format!("cert = \"{}\"\n", s(&d.cert))),
+            "key" => mqtt.push_str(&format!("key = \"{}\"\n", s(&d.key))),
+            _ if line.contains(" = ") => mqtt.push_str(&format!("{line}\n")),
+            _ => {}
+        }
+    }
+    assert!(
+        mqtt.contains(&format!("topic_prefix = \"{}\"", d.prefix())),
+        "{mqtt}"
+    );
+    let body = format!(
+        "{mqtt}\n[batch]\nmax_readings = 5\ninterval_ms = 100\n\n[outbox]\nack_timeout_ms = 1000\n\n[[source]]\nkind = \"simulated\"\nmetric = \"temp\"\ninterval_ms = 50\n"
+    );
+    let agent_dir = dir.path().join("agent");
+    let _agent = Agent::start(&agent_dir, "gw-1", port, &body);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let (_, v) = hub.get_json("/v1/readings?device=gw-1");
+            v["items"].as_array().is_some_and(|a| a.len() >= 10)
+        }),
+        "readings from the agent over TLS; hub log: {}",
+        hub.log()
+    );
+    // Acked: the agent's outbox empties (its acks come under its tenant),
+    // and the device is online (its birth, under its tenant).
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (_, v) = hub.get_json("/v1/devices");
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["id"] == "gw-1" && x["online"] == true)
+    }));
+    // Its acks come under its tenant: the agent never waits past its ack
+    // timeout (1 s) to resend.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = std::fs::read_to_string(agent_dir.join("agent-1.log")).expect("agent log");
+    assert!(log.contains("birth published"), "{log}");
+    assert!(!log.contains("no ack progress"), "{log}");
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_or_none_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = Hub::configure_tls(dir.path(), "[store]\ncommit_interval_ms = 50\n", false);
+    let d = hub.add_device("dev-a");
+    hub.launch();
+    let port = hub.mqtts_port.expect("tls port");
+    // A CA of its own, and a certificate for the same device and tenant.
+    let f = dir.path().join("foreign");
+    std::fs::create_dir_all(&f).expect("dir");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&f)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Telltale hub CA",
+            ],
+        ]
+        .concat(),
+    );
+    let subj = format!("/CN=dev-a/O={}", d.tenant);
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-keyout", "dev.key", "-out", "dev.csr", "-subj", &subj],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "dev.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "dev.pem",
+        "-days",
+        "2",
+    ]);
+    let mut foreign = d.clone();
+    foreign.cert = f.join("dev.pem");
+    foreign.key = f.join("dev.key");
+    let topic = d.topic("dev-a", "telemetry");
+    let pack = r#"[{"n":"temp","v":1}]"#;
+    assert!(
+        !mosquitto_pub_with(&foreign.mosquitto_args(port), &topic, pack),
+        "a certificate from another CA is refused, even with the right password"
+    );
+    // No client certificate at all.
+    let mut args = d.mosquitto_args(port);
+    let at = args.iter().position(|a| a == "--cert").expect("--cert");
+    args.drain(at..at + 4);
+    assert!(
+        !mosquitto_pub_with(&args, &topic, pack),
+        "no certificate is refused"
+    );
+    // Not TLS at all.
+    let mut args = d.mosquitto_args(port);
+    let at = args.iter().position(|a| a == "--cafile").expect("--cafile");
+    args.drain(at..at + 6);
+    assert!(
+        !mosquitto_pub_with(&args, &topic, pack),
+        "plain MQTT on the TLS port"
+    );
+    // The device's own certificate works, and only its reading is stored.
+    assert!(mosquitto_pub_with(&d.mosquitto_args(port), &topic, pack));
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (_, v) = hub.get_json("/v1/readings?device=dev-a");
+        v["items"].as_array().is_some_and(|a| !a.is_empty())
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, v) = hub.get_json("/v1/readings?device=dev-a");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+    assert!(hub.is_running());
+}
