@@ -121,6 +121,13 @@ fn main() -> anyhow::Result<()> {
         Command::Tls { config, command } => tls::command(command, &config),
         Command::CheckConfig { config } => {
             let config = HubConfig::load(&config)?;
+            // The TLS files, as `run` loads them.
+            if let Some(t) = &config.broker.tls {
+                tls::check_broker_files(t).context("[broker.tls]")?;
+            }
+            if let Some(t) = &config.api.tls {
+                telltale_tls::load_certified_key(&t.cert, &t.key).context("[api.tls]")?;
+            }
             let file = &config.alerts.rules_file;
             match config.rules()?.len() {
                 0 if !file.exists() => println!("config ok (no rules file {})", file.display()),

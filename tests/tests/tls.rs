@@ -266,3 +266,54 @@ fn a_client_certificate_from_another_ca_or_none_is_refused() {
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
     assert!(hub.is_running());
 }
+
+#[test]
+fn a_tls_client_that_stalls_is_cut_and_holds_up_no_one() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = Hub::configure_tls(
+        dir.path(),
+        "[store]\ncommit_interval_ms = 50\n[broker]\nconnect_timeout_ms = 1500\n",
+        false,
+    );
+    let d = hub.add_device("dev-a");
+    hub.launch();
+    let port = hub.mqtts_port.expect("tls port");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // One connection says nothing; another starts a ClientHello and stops.
+    let mut silent = std::net::TcpStream::connect(addr).expect("connect");
+    let mut partial = std::net::TcpStream::connect(addr).expect("connect");
+    partial
+        .write_all(&[22, 3, 1, 0x02, 0x00, 1, 0, 1])
+        .expect("a record header and a few bytes");
+    // Meanwhile a device connects and publishes.
+    let t0 = std::time::Instant::now();
+    assert!(mosquitto_pub_with(
+        &d.mosquitto_args(port),
+        &d.topic("dev-a", "telemetry"),
+        r#"[{"n":"temp","v":1}]"#
+    ));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Both stalled connections are closed by the hub.
+    for s in [&mut silent, &mut partial] {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut b = [0u8; 64];
+        let closed = loop {
+            match s.read(&mut b) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "a stalled TLS connection is closed");
+    }
+    let (_, metrics) = hub.get("/metrics");
+    let cut: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("telltale_mqtt_tls_handshake_timeouts_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("counted");
+    assert!(cut >= 2, "{cut}");
+}

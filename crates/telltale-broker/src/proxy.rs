@@ -12,7 +12,8 @@
 //! a complete handshake or application record after the server's first
 //! flight; that record is its certificate, which rumqttd checks at once. A
 //! client that has not got that far within the handshake deadline is
-//! closed, which ends rumqttd's wait.
+//! closed, which ends rumqttd's wait; one that sends nothing is never
+//! passed on.
 
 use crate::{BrokerError, BrokerStats};
 use std::collections::HashMap;
@@ -182,6 +183,17 @@ async fn splice(
     stats: &BrokerStats,
 ) {
     let _ = client.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + handshake;
+    // A TLS client that says nothing never reaches rumqttd's (serial)
+    // handshakes.
+    if tls
+        && tokio::time::timeout_at(deadline, client.readable())
+            .await
+            .is_err()
+    {
+        stats.handshake_timeouts.fetch_add(1, Relaxed);
+        return;
+    }
     let mut up = match tokio::time::timeout(handshake, TcpStream::connect(upstream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -194,7 +206,7 @@ async fn splice(
         }
     };
     let _ = up.set_nodelay(true);
-    if tls && !tls_handshake(&mut client, &mut up, handshake).await {
+    if tls && !tls_handshake(&mut client, &mut up, deadline).await {
         stats.handshake_timeouts.fetch_add(1, Relaxed);
         return;
     }
@@ -205,8 +217,11 @@ async fn splice(
 /// type handshake (22) or application data (23) that began after the
 /// server's first bytes, and returns true; false when the deadline passes
 /// or either side closes first.
-async fn tls_handshake(client: &mut TcpStream, up: &mut TcpStream, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
+async fn tls_handshake(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
+    deadline: tokio::time::Instant,
+) -> bool {
     let mut cbuf = [0u8; 4096];
     let mut ubuf = [0u8; 4096];
     let mut scan = RecordScan::default();
