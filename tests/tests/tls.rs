@@ -26,9 +26,29 @@ fn curl_with_the_ca_talks_https_and_sighup_serves_a_new_certificate() {
     assert_eq!(curl(&url, &[]).0, 0);
     let plain = format!("http://127.0.0.1:{}/healthz", hub.http_port);
     assert_eq!(curl(&plain, &[]).0, 0);
-    // The API answers over HTTPS like over HTTP.
+    // The API answers over HTTPS like over HTTP, and the WebSocket
+    // upgrades over it (WSS).
     let (status, _) = hub.get_json("/v1/readings");
     assert_eq!(status, 200);
+    let (status, _) = curl(
+        &hub.url("/v1/ws"),
+        &[
+            "--cacert",
+            s(&ca),
+            "--http1.1",
+            "--max-time",
+            "2",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+    );
+    assert_eq!(status, 101, "wss upgrade");
 
     // A new pair from another CA replaces the files; it is served only
     // after SIGHUP.
