@@ -300,12 +300,22 @@ fn a_tls_client_that_stalls_is_cut_and_holds_up_no_one() {
     hub.launch();
     let port = hub.mqtts_port.expect("tls port");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    // One connection says nothing; another starts a ClientHello and stops.
+    // One connection says nothing; another starts a ClientHello and stops;
+    // a third sends a whole ClientHello, gets the server's answer, and
+    // stops there (rumqttd is then in its handshake with it).
     let mut silent = std::net::TcpStream::connect(addr).expect("connect");
     let mut partial = std::net::TcpStream::connect(addr).expect("connect");
     partial
         .write_all(&[22, 3, 1, 0x02, 0x00, 1, 0, 1])
         .expect("a record header and a few bytes");
+    let mut stalled = std::net::TcpStream::connect(addr).expect("connect");
+    stalled.write_all(&client_hello()).expect("hello");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut first = [0u8; 5];
+    stalled.read_exact(&mut first).expect("the server answers");
+    assert_eq!(first[0], 22, "a ServerHello record");
     // Meanwhile a device connects and publishes.
     let t0 = std::time::Instant::now();
     assert!(mosquitto_pub_with(
@@ -314,8 +324,8 @@ fn a_tls_client_that_stalls_is_cut_and_holds_up_no_one() {
         r#"[{"n":"temp","v":1}]"#
     ));
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
-    // Both stalled connections are closed by the hub.
-    for s in [&mut silent, &mut partial] {
+    // The stalled connections are closed by the hub.
+    for s in [&mut silent, &mut partial, &mut stalled] {
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let mut b = [0u8; 64];
@@ -335,5 +345,37 @@ fn a_tls_client_that_stalls_is_cut_and_holds_up_no_one() {
         .find_map(|l| l.strip_prefix("telltale_mqtt_tls_handshake_timeouts_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("counted");
-    assert!(cut >= 2, "{cut}");
+    assert!(cut >= 3, "{cut}");
+}
+
+/// A minimal TLS 1.3 ClientHello: TLS_AES_128_GCM_SHA256, an X25519 key
+/// share, ECDSA P-256 signatures (the hub's certificates).
+fn client_hello() -> Vec<u8> {
+    let ext = |ty: u16, data: &[u8]| {
+        let mut v = ty.to_be_bytes().to_vec();
+        v.extend_from_slice(&u16::try_from(data.len()).expect("len").to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    };
+    let mut share = vec![0x00, 0x24, 0x00, 0x1d, 0x00, 0x20];
+    share.extend((1..=32u8).map(|b| b.wrapping_mul(37)));
+    let mut exts = Vec::new();
+    exts.extend(ext(0x002b, &[0x02, 0x03, 0x04])); // supported_versions: TLS 1.3
+    exts.extend(ext(0x000a, &[0x00, 0x02, 0x00, 0x1d])); // supported_groups: x25519
+    exts.extend(ext(0x000d, &[0x00, 0x02, 0x04, 0x03])); // signature_algorithms
+    exts.extend(ext(0x0033, &share)); // key_share
+    let mut body = vec![0x03, 0x03];
+    body.extend([0x5au8; 32]); // random
+    body.push(0); // session id
+    body.extend([0x00, 0x02, 0x13, 0x01]); // cipher suites
+    body.extend([0x01, 0x00]); // compression: null
+    body.extend(u16::try_from(exts.len()).expect("len").to_be_bytes());
+    body.extend(exts);
+    let mut hs = vec![0x01, 0x00];
+    hs.extend(u16::try_from(body.len()).expect("len").to_be_bytes());
+    hs.extend(body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend(u16::try_from(hs.len()).expect("len").to_be_bytes());
+    rec.extend(hs);
+    rec
 }

@@ -7,13 +7,15 @@
 //!
 //! rumqttd does each TLS handshake inside its accept loop, one at a time,
 //! so a client that starts a handshake and stalls would hold up every other
-//! TLS client. For TLS routes the splice therefore watches the client's TLS
+//! TLS client. For TLS routes the splice therefore reads the client's whole
+//! ClientHello before it connects to rumqttd (a client that says nothing or
+//! stops half-way never reaches it), and then watches the client's TLS
 //! records (only their 5-byte plaintext headers) until the client has sent
 //! a complete handshake or application record after the server's first
-//! flight; that record is its certificate, which rumqttd checks at once. A
-//! client that has not got that far within the handshake deadline is
-//! closed, which ends rumqttd's wait; one that sends nothing is never
-//! passed on.
+//! flight: that record is its certificate, which rumqttd checks at once. A
+//! client that takes longer than the handshake deadline for either step is
+//! closed, which ends rumqttd's wait. Time spent queued behind other
+//! handshakes does not count against a client.
 
 use crate::{BrokerError, BrokerStats};
 use std::collections::HashMap;
@@ -183,17 +185,21 @@ async fn splice(
     stats: &BrokerStats,
 ) {
     let _ = client.set_nodelay(true);
-    let deadline = tokio::time::Instant::now() + handshake;
-    // A TLS client that says nothing never reaches rumqttd's (serial)
-    // handshakes.
-    if tls
-        && tokio::time::timeout_at(deadline, client.readable())
-            .await
-            .is_err()
-    {
-        stats.handshake_timeouts.fetch_add(1, Relaxed);
-        return;
-    }
+    // A TLS client reaches rumqttd's (serial) handshakes only with its
+    // whole ClientHello, so one that says nothing, or stops half-way, holds
+    // up no one.
+    let hello = if tls {
+        match tokio::time::timeout(handshake, read_client_hello(&mut client)).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(_) => {
+                stats.handshake_timeouts.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let mut up = match tokio::time::timeout(handshake, TcpStream::connect(upstream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -206,22 +212,84 @@ async fn splice(
         }
     };
     let _ = up.set_nodelay(true);
-    if tls && !tls_handshake(&mut client, &mut up, deadline).await {
+    if up.write_all(&hello).await.is_err() {
+        return;
+    }
+    if tls && !tls_handshake(&mut client, &mut up, handshake).await {
         stats.handshake_timeouts.fetch_add(1, Relaxed);
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
 }
 
+/// Largest ClientHello taken, bytes (a post-quantum key share makes one
+/// of 1-2 KiB).
+const MAX_HELLO: usize = 64 * 1024;
+
+/// Reads the client's first TLS handshake message, the ClientHello, whole
+/// (it may span records); returns every byte read, or `None` when the
+/// stream is not TLS, too large, or closes first.
+async fn read_client_hello(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut raw: Vec<u8> = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(done) = hello_complete(&raw) {
+            return done.then_some(raw);
+        }
+        if raw.len() > MAX_HELLO {
+            return None;
+        }
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Whether `raw` holds a whole first handshake message: `Some(true)` yes,
+/// `Some(false)` it is not TLS (a record other than handshake), `None` not
+/// yet.
+fn hello_complete(raw: &[u8]) -> Option<bool> {
+    let mut body: Vec<u8> = Vec::new();
+    let mut rest = raw;
+    while rest.len() >= 5 {
+        if rest[0] != 22 {
+            return Some(false);
+        }
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        let avail = (rest.len() - 5).min(len);
+        body.extend_from_slice(&rest[5..5 + avail]);
+        if avail < len {
+            break;
+        }
+        rest = &rest[5 + len..];
+    }
+    if body.len() >= 4 {
+        let want =
+            4 + (usize::from(body[1]) << 16 | usize::from(body[2]) << 8 | usize::from(body[3]));
+        if body.len() >= want {
+            return Some(true);
+        }
+    }
+    match raw.first() {
+        Some(&b) if b != 22 => Some(false),
+        _ => None,
+    }
+}
+
+/// Longest wait for rumqttd to start on a connection's handshake (it does
+/// them one at a time, each cut at the handshake deadline).
+const QUEUE_WAIT: Duration = Duration::from_secs(60);
+
 /// Relays both ways until the client has sent a complete TLS record of
 /// type handshake (22) or application data (23) that began after the
-/// server's first bytes, and returns true; false when the deadline passes
-/// or either side closes first.
-async fn tls_handshake(
-    client: &mut TcpStream,
-    up: &mut TcpStream,
-    deadline: tokio::time::Instant,
-) -> bool {
+/// server's first bytes, and returns true; false when the client took more
+/// than `limit` from the server's first bytes (or rumqttd more than
+/// [`QUEUE_WAIT`] to start), or either side closes first. The clock starts
+/// at the server's first bytes, so time spent queued behind other
+/// handshakes does not count against a client.
+async fn tls_handshake(client: &mut TcpStream, up: &mut TcpStream, limit: Duration) -> bool {
+    let mut deadline = tokio::time::Instant::now() + QUEUE_WAIT;
     let mut cbuf = [0u8; 4096];
     let mut ubuf = [0u8; 4096];
     let mut scan = RecordScan::default();
@@ -243,7 +311,10 @@ async fn tls_handshake(
                 if client.write_all(&ubuf[..n]).await.is_err() {
                     return false;
                 }
-                server_spoke = true;
+                if !server_spoke {
+                    server_spoke = true;
+                    deadline = tokio::time::Instant::now() + limit;
+                }
             }
         }
     }
@@ -328,6 +399,34 @@ mod tests {
         // A header alone is not enough.
         let mut s = RecordScan::default();
         assert!(!s.feed(&record(22, 16000)[..5], true));
+    }
+
+    #[test]
+    fn a_client_hello_is_whole_only_with_all_its_bytes() {
+        // A handshake message of 300 bytes: type 1, length 296.
+        let mut msg = vec![1u8, 0, 1, 40];
+        msg.extend(std::iter::repeat_n(7u8, 296));
+        let rec = |body: &[u8]| {
+            let mut v = vec![22u8, 3, 1];
+            v.extend_from_slice(&u16::try_from(body.len()).expect("len").to_be_bytes());
+            v.extend_from_slice(body);
+            v
+        };
+        let one = rec(&msg);
+        assert_eq!(hello_complete(&one), Some(true));
+        for cut in [0, 3, 5, 8, one.len() - 1] {
+            assert_eq!(hello_complete(&one[..cut]), None, "cut at {cut}");
+        }
+        // Split over two records.
+        let mut two = rec(&msg[..100]);
+        two.extend(rec(&msg[100..]));
+        assert_eq!(hello_complete(&two[..two.len() - 1]), None);
+        assert_eq!(hello_complete(&two), Some(true));
+        // Plain MQTT (CONNECT is 0x10) is not TLS.
+        assert_eq!(hello_complete(&[0x10, 12, 0, 4]), Some(false));
+        let mut bad = rec(&msg[..100]);
+        bad.extend([23u8, 3, 3, 0, 1, 0]);
+        assert_eq!(hello_complete(&bad), Some(false));
     }
 
     #[test]
