@@ -245,6 +245,7 @@ async fn drive(
                 reconnect_max: Duration::from_secs(5),
                 last_will: (status, br#"{"state":"offline"}"#.to_vec()),
                 max_in_flight: opts.max_in_flight,
+                tls: None,
             },
         };
         let sender = Sender {

@@ -75,7 +75,7 @@ impl Serialize for Secret {
 pub struct MqttConfig {
     /// Broker host name or address.
     pub host: String,
-    /// Broker TCP port (plain MQTT; TLS is not supported yet).
+    /// Broker TCP port (1883 plain; the hub's TLS listener is 8883).
     pub port: u16,
     /// User name, when the broker wants credentials.
     pub username: Option<String>,
@@ -92,6 +92,15 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u64,
     /// Longest wait before reconnecting (ms); the wait doubles up to here.
     pub reconnect_max_ms: u64,
+    /// TLS: the CA certificate file (PEM) to trust, e.g. the hub's
+    /// `ca.pem`. Set, the agent speaks MQTT over TLS; `host` must be a
+    /// name or address the hub's certificate names.
+    pub ca: Option<PathBuf>,
+    /// TLS: this device's client certificate (PEM), from `telltale-hub
+    /// device add`. Needs `ca` and `key`.
+    pub cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -106,6 +115,9 @@ impl Default for MqttConfig {
             topic_prefix: telltale_wire::topic::DEFAULT_PREFIX.to_owned(),
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
+            ca: None,
+            cert: None,
+            key: None,
         }
     }
 }
@@ -439,6 +451,20 @@ fn valid_topic_level(s: &str) -> bool {
     !s.is_empty() && !s.contains(['+', '#', '\0']) && !s.starts_with('/') && !s.ends_with('/')
 }
 
+/// A topic prefix: a plain one (`telltale/v1`), or one under a tenant
+/// (`/tenants/{tenant}/telltale/v1`), the only topics the hub's broker lets
+/// a certificate device use.
+fn valid_prefix(s: &str) -> bool {
+    match s.strip_prefix("/tenants/") {
+        Some(rest) => rest.split_once('/').is_some_and(|(tenant, p)| {
+            !tenant.is_empty()
+                && tenant.bytes().all(|b| b.is_ascii_alphanumeric())
+                && valid_topic_level(p)
+        }),
+        None => valid_topic_level(s),
+    }
+}
+
 impl Config {
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -525,9 +551,17 @@ impl MqttConfig {
             "keep_alive_secs must be at most 65535"
         );
         ensure!(
-            valid_topic_level(&self.topic_prefix),
-            "topic_prefix {:?} must be non-empty, without + # or a leading or trailing /",
+            valid_prefix(&self.topic_prefix),
+            "topic_prefix {:?} must be non-empty, without + # or a leading or trailing / (except the certificate form /tenants/TENANT/...)",
             self.topic_prefix
+        );
+        ensure!(
+            self.cert.is_some() == self.key.is_some(),
+            "cert and key go together"
+        );
+        ensure!(
+            self.cert.is_none() || self.ca.is_some(),
+            "cert needs ca (TLS)"
         );
         ensure!(
             self.reconnect_min_ms >= 1,
@@ -666,6 +700,19 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_prefix_and_tls_files_are_taken() {
+        let c = Config::parse(
+            "device_id = \"d1\"\n[mqtt]\nport = 8883\nusername = \"d1\"\npassword = \"p\"\ntopic_prefix = \"/tenants/tabc1/telltale/v1\"\nca = \"/etc/telltale/ca.pem\"\ncert = \"/etc/telltale/d1.pem\"\nkey = \"/etc/telltale/d1.key\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.mqtt.topic_prefix, "/tenants/tabc1/telltale/v1");
+        assert_eq!(
+            c.mqtt.ca.as_deref(),
+            Some(Path::new("/etc/telltale/ca.pem"))
+        );
+    }
+
+    #[test]
     fn full_file_and_source_defaults() {
         let c = Config::parse(
             r#"
@@ -758,6 +805,12 @@ mod tests {
             ("device_id = \"a\"\n[batch]\nmax_readings = 0\n", "max_readings"),
             ("device_id = \"a\"\n[batch]\nmax_readings = 1001\n", "max_readings"),
             ("device_id = \"a\"\n[mqtt]\ntopic_prefix = \"a/#\"\n", "topic_prefix"),
+            ("device_id = \"a\"\n[mqtt]\ntopic_prefix = \"/x/telltale/v1\"\n", "topic_prefix"),
+            ("device_id = \"a\"\n[mqtt]\ntopic_prefix = \"/tenants/t-1/telltale/v1\"\n", "topic_prefix"),
+            ("device_id = \"a\"\n[mqtt]\ntopic_prefix = \"/tenants//telltale/v1\"\n", "topic_prefix"),
+            ("device_id = \"a\"\n[mqtt]\ntopic_prefix = \"/tenants/t1/\"\n", "topic_prefix"),
+            ("device_id = \"a\"\n[mqtt]\nca = \"c\"\ncert = \"x\"\n", "cert and key"),
+            ("device_id = \"a\"\n[mqtt]\ncert = \"x\"\nkey = \"y\"\n", "needs ca"),
             ("device_id = \"a\"\n[mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 10\n", "reconnect"),
             ("device_id = \"a\"\n[mqtt]\npassword = \"p\"\n", "username"),
             ("device_id = \"a\"\n[outbox]\nmax_in_flight = 0\n", "max_in_flight"),

@@ -75,7 +75,7 @@ pub async fn run(config: config::Config, cancel: CancellationToken) -> anyhow::R
     tracker.spawn(batcher.run(rx, cancel.clone()));
     let (progress, _) = watch::channel(sender::Progress::default());
     let sender = sender::Sender {
-        config: sender::SenderConfig::from_config(&config),
+        config: sender::SenderConfig::from_config(&config)?,
         outbox,
         wake,
         progress,

@@ -9,8 +9,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
-    SubscribeReasonCode,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -40,6 +44,46 @@ pub struct LinkConfig {
     pub last_will: (String, Vec<u8>),
     /// Most QoS 1 publishes the caller keeps outstanding; sizes the queues.
     pub max_in_flight: usize,
+    /// TLS (MQTT over TLS, port 8883): what to trust and which client
+    /// certificate to show. `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A TLS client config that trusts the CA certificates in `ca` (PEM) and,
+/// when given, shows the client certificate `cert` with its key `key`.
+pub fn tls_client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("cannot read the CA file {}", ca.display()))?
+    {
+        let c = c.with_context(|| format!("bad certificate in {}", ca.display()))?;
+        roots
+            .add(c)
+            .with_context(|| format!("unusable CA certificate in {}", ca.display()))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "no certificate in {}", ca.display());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("tls protocol versions")?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("cannot read the certificate {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("cannot read the key {}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("the client certificate and key do not go together")?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
 }
 
 /// What happened on the link.
@@ -83,6 +127,11 @@ fn options(cfg: &LinkConfig) -> MqttOptions {
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     let inflight = (cfg.max_in_flight + 16).min(usize::from(u16::MAX));
     o.set_inflight(u16::try_from(inflight).unwrap_or(u16::MAX));
+    if let Some(tls) = &cfg.tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
     if let Some((user, pass)) = &cfg.credentials {
         o.set_credentials(user.clone(), pass.clone());
     }

@@ -162,11 +162,18 @@ fn status_json(state: Presence, labels: &BTreeMap<String, String>) -> Vec<u8> {
 }
 
 impl SenderConfig {
-    /// The sender part of the agent's config.
-    pub fn from_config(c: &Config) -> Self {
+    /// The sender part of the agent's config; reads the TLS files.
+    pub fn from_config(c: &Config) -> anyhow::Result<Self> {
+        let tls = match &c.mqtt.ca {
+            Some(ca) => Some(crate::link::tls_client_config(
+                ca,
+                c.mqtt.cert.as_deref().zip(c.mqtt.key.as_deref()),
+            )?),
+            None => None,
+        };
         let prefix = c.mqtt.topic_prefix.clone();
         let status = topic::format(&prefix, &c.device_id, Kind::Status);
-        SenderConfig {
+        Ok(SenderConfig {
             device_id: c.device_id.clone(),
             prefix,
             labels: c.labels.clone(),
@@ -190,8 +197,9 @@ impl SenderConfig {
                 reconnect_max: Duration::from_millis(c.mqtt.reconnect_max_ms),
                 last_will: (status, status_json(Presence::Offline, &BTreeMap::new())),
                 max_in_flight: c.outbox.max_in_flight,
+                tls,
             },
-        }
+        })
     }
 }
 

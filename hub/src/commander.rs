@@ -10,13 +10,16 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use telltale_broker::Publisher;
+use telltale_store::auth::AuthSnapshot;
 use telltale_store::commands::{self, CommandState, CommandUpdate};
 use telltale_store::writer::WriterHandle;
 use telltale_store::{CommandRow, Reader};
 use telltale_wire::msg::Command;
-use telltale_wire::topic::{self, Kind};
+use telltale_wire::topic::Kind;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Looks again at least this often (deadlines, devices coming online).
@@ -28,6 +31,7 @@ pub async fn run(
     store: WriterHandle,
     publisher: Publisher,
     prefix: String,
+    auth: watch::Receiver<Arc<AuthSnapshot>>,
     shutdown: CancellationToken,
 ) {
     let mut changes = store.subscribe();
@@ -72,7 +76,8 @@ pub async fn run(
             next = next.min(c.deadline_ms);
             let step = step(&c, online, now, published.contains(&c.id));
             if let Some(Step::Publish { then_sent }) = step {
-                publish(&publisher, &prefix, &store.epoch, &c);
+                let auth = auth.borrow().clone();
+                publish(&publisher, &auth, &prefix, &store.epoch, &c);
                 published.insert(c.id);
                 if then_sent {
                     update(&store, c.id, CommandState::Sent, None).await;
@@ -129,7 +134,9 @@ fn step(c: &CommandRow, online: Option<bool>, now: i64, published: bool) -> Opti
     }
 }
 
-fn publish(publisher: &Publisher, prefix: &str, epoch: &str, c: &CommandRow) {
+/// Publishes a command on its device's `cmd` topic: under the device's
+/// tenant when it has credentials, so no other device can read it.
+fn publish(publisher: &Publisher, auth: &AuthSnapshot, prefix: &str, epoch: &str, c: &CommandRow) {
     let params = serde_json::from_str(&c.params).unwrap_or_default();
     let cmd = Command {
         id: commands::wire_id(epoch, c.id),
@@ -140,7 +147,8 @@ fn publish(publisher: &Publisher, prefix: &str, epoch: &str, c: &CommandRow) {
     match serde_json::to_vec(&cmd) {
         Ok(payload) => {
             tracing::info!(command = c.id, device = %c.device, name = %c.name, "command sent");
-            publisher.publish(topic::format(prefix, &c.device, Kind::Cmd), payload);
+            let topic = telltale_ingest::device_topic(auth, prefix, &c.device, Kind::Cmd);
+            publisher.publish(topic, payload);
         }
         Err(e) => tracing::error!(error = %e, "command encode failed"),
     }

@@ -31,6 +31,19 @@ pub struct HubConfig {
     pub alerts: AlertsConfig,
     /// Where alert notifications go, and how they are retried.
     pub notify: NotifyConfig,
+    /// The hub's own CA and its certificates.
+    pub tls: TlsConfig,
+}
+
+/// The `[tls]` section: where `telltale-hub tls init` puts the hub's CA and
+/// server certificate, where `device add` finds the CA, and where
+/// `[broker.tls]` and `[api.tls]` find their files unless they name others.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The folder. Empty: `{data_dir}/tls`. A relative path is relative to
+    /// the config file's folder.
+    pub dir: PathBuf,
 }
 
 impl Default for HubConfig {
@@ -43,6 +56,7 @@ impl Default for HubConfig {
             api: ApiConfig::default(),
             alerts: AlertsConfig::default(),
             notify: NotifyConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -97,11 +111,52 @@ impl HubConfig {
         if file.is_relative() && !file.as_os_str().is_empty() {
             self.alerts.rules_file = dir.join(&self.alerts.rules_file);
         }
+        // The TLS files: relative to the config's folder; empty ones are
+        // the files of the TLS folder.
+        let rel = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        };
+        rel(&mut self.tls.dir);
+        if self.tls.dir.as_os_str().is_empty() {
+            self.tls.dir = self.data_dir.join("tls");
+        }
+        let tls_dir = self.tls.dir.clone();
+        let or_default = |p: &mut PathBuf, file: &str| {
+            rel(p);
+            if p.as_os_str().is_empty() {
+                *p = tls_dir.join(file);
+            }
+        };
+        if let Some(t) = self.broker.tls.as_mut() {
+            or_default(&mut t.ca, telltale_tls::CA_CERT);
+            or_default(&mut t.cert, telltale_tls::SERVER_CERT);
+            or_default(&mut t.key, telltale_tls::SERVER_KEY);
+        }
+        if let Some(t) = self.api.tls.as_mut() {
+            or_default(&mut t.cert, telltale_tls::SERVER_CERT);
+            or_default(&mut t.key, telltale_tls::SERVER_KEY);
+        }
     }
 
     /// Checks what serde cannot, the rules file included.
     pub fn check(&self) -> anyhow::Result<()> {
         self.api.check().map_err(anyhow::Error::msg)?;
+        let b = &self.broker;
+        anyhow::ensure!(
+            b.plain || b.tls.is_some(),
+            "the broker has no listener: broker.plain is false and there is no [broker.tls]"
+        );
+        anyhow::ensure!(
+            !b.plain || b.listen.ip().is_loopback() || b.plain_listen_insecure,
+            "broker.listen {} is not a loopback address: on the plain listener anyone who reaches it can publish as any device and read every command. Give devices certificates and use [broker.tls] (docs/security.md), set broker.plain = false, or, knowing this, set broker.plain_listen_insecure = true",
+            b.listen
+        );
+        anyhow::ensure!(
+            b.max_connections_per_ip > 0,
+            "broker.max_connections_per_ip must be above 0"
+        );
         self.notify.check()?;
         self.rules()?;
         anyhow::ensure!(
@@ -144,6 +199,28 @@ impl HubConfig {
             "ingest.topic_prefix must be a topic without wildcards or a leading or trailing slash"
         );
         Ok(())
+    }
+
+    /// Where a device with a certificate connects: the TLS listener's
+    /// address (the machine's host name when it listens on all addresses)
+    /// and port, for the agent config that `device add` prints.
+    pub fn device_mqtt_address(&self) -> (String, u16) {
+        let listen = self
+            .broker
+            .tls
+            .as_ref()
+            .map(|t| t.listen)
+            .unwrap_or_else(|| telltale_broker::BrokerTlsConfig::default().listen);
+        let host = if listen.ip().is_unspecified() {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into())
+        } else {
+            listen.ip().to_string()
+        };
+        (host, listen.port())
     }
 
     /// Path of the hub's database.
@@ -221,6 +298,38 @@ url = "https://ntfy.sh/telltale-test"
         }
         let loaded = HubConfig::load(&dir.path().join("hub.toml"));
         (dir, loaded)
+    }
+
+    #[test]
+    fn plain_mqtt_only_on_loopback_unless_insecure_and_tls_files_default_to_the_tls_dir() {
+        let parse = |t: &str| toml::from_str::<HubConfig>(t).expect("parses");
+        let c = parse("[broker]\nlisten = \"0.0.0.0:1883\"\n");
+        let e = c.check().expect_err("refused").to_string();
+        assert!(e.contains("plain_listen_insecure"), "{e}");
+        parse("[broker]\nlisten = \"0.0.0.0:1883\"\nplain_listen_insecure = true\n")
+            .check()
+            .expect("opted in");
+        parse("[broker]\nlisten = \"0.0.0.0:1883\"\nplain = false\n[broker.tls]\n")
+            .check()
+            .expect("plain off, tls on");
+        let e = parse("[broker]\nplain = false\n")
+            .check()
+            .expect_err("no listener");
+        assert!(e.to_string().contains("no listener"), "{e}");
+
+        let mut c = parse(
+            "data_dir = \"/d\"\n[broker.tls]\ncert = \"my.pem\"\n[api]\n[api.tls]\nkey = \"/k/x.key\"\n",
+        );
+        c.resolve_paths(Path::new("/etc/telltale"));
+        assert_eq!(c.tls.dir, Path::new("/d/tls"));
+        let t = c.broker.tls.expect("tls");
+        assert_eq!(t.ca, Path::new("/d/tls/ca.pem"));
+        assert_eq!(t.cert, Path::new("/etc/telltale/my.pem"));
+        assert_eq!(t.key, Path::new("/d/tls/server.key"));
+        assert_eq!(t.listen.port(), 8883);
+        let a = c.api.tls.expect("api tls");
+        assert_eq!(a.cert, Path::new("/d/tls/server.pem"));
+        assert_eq!(a.key, Path::new("/k/x.key"));
     }
 
     #[test]

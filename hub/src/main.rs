@@ -6,9 +6,11 @@ mod commander;
 mod config;
 mod credentials;
 mod demo;
+mod devices;
 mod notifier;
 mod reload;
 mod service;
+mod tls;
 mod token;
 
 use anyhow::Context;
@@ -60,6 +62,23 @@ enum Command {
     /// hub runs.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Device credentials for MQTT: add (a password, a tenant and, with the
+    /// hub's CA, a client certificate), list, revoke.
+    Device {
+        /// Config file (for `data_dir`, `[tls] dir` and the MQTT listener).
+        #[arg(long, default_value = "/etc/telltale/hub.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: devices::DeviceCommand,
+    },
+    /// The hub's own CA and server certificate.
+    Tls {
+        /// Config file (for `[tls] dir`).
+        #[arg(long, default_value = "/etc/telltale/hub.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: tls::TlsCommand,
+    },
     /// Copy the database to a file while the hub runs (a consistent,
     /// compact snapshot: SQLite's VACUUM INTO). The file must not exist.
     Backup {
@@ -93,8 +112,28 @@ fn main() -> anyhow::Result<()> {
             println!("backup of {} written to {}", db.display(), to.display());
             Ok(())
         }
+        Command::Device { config, command } => {
+            let config = HubConfig::load(&config)?;
+            let (host, port) = config.device_mqtt_address();
+            devices::command(
+                command,
+                &credentials::path(&config.data_dir),
+                &config.tls.dir,
+                &host,
+                port,
+                &config.ingest.topic_prefix,
+            )
+        }
+        Command::Tls { config, command } => tls::command(command, &config),
         Command::CheckConfig { config } => {
             let config = HubConfig::load(&config)?;
+            // The TLS files, as `run` loads them.
+            if let Some(t) = &config.broker.tls {
+                tls::check_broker_files(t).context("[broker.tls]")?;
+            }
+            if let Some(t) = &config.api.tls {
+                telltale_tls::load_certified_key(&t.cert, &t.key).context("[api.tls]")?;
+            }
             let file = &config.alerts.rules_file;
             match config.rules()?.len() {
                 0 if !file.exists() => println!("config ok (no rules file {})", file.display()),
@@ -178,7 +217,23 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         )
         .with_sinks(config::sink_names(&config.notify)),
     );
-    let mut reloader = reload::Reloader::new(rules.clone(), config.alerts.reload_poll())?;
+    // HTTPS: the certificate is read now (a bad one stops the start) and
+    // again on SIGHUP.
+    let api_cert = match &config.api.tls {
+        Some(t) => Some(Arc::new(
+            telltale_tls::ReloadableCert::load(&t.cert, &t.key)
+                .context("cannot load the HTTPS certificate ([api.tls])")?,
+        )),
+        None => None,
+    };
+    if let Some(t) = &config.broker.tls {
+        tls::check_broker_files(t).context("[broker.tls]")?;
+    }
+    let mut reloader = reload::Reloader::new(
+        rules.clone(),
+        config.alerts.reload_poll(),
+        api_cert.iter().cloned().collect(),
+    )?;
     let n = reloader
         .load()
         .await
@@ -198,6 +253,10 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     )
     .context("cannot read the store for the API")?
     .with_auth(credentials.clone(), auth_path.clone());
+    let api_state = match &api_cert {
+        Some(c) => api_state.with_tls(c.clone()),
+        None => api_state,
+    };
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen for http on {}", config.api.listen))?;
@@ -218,8 +277,28 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         })
     };
 
-    let broker = telltale_broker::start(&config.broker, &config.ingest.filters())
-        .context("cannot start the mqtt broker")?;
+    let broker = telltale_broker::start(
+        &config.broker,
+        &config.ingest.filters(),
+        devices::auth_handler(credentials.clone()),
+    )
+    .context("cannot start the mqtt broker")?;
+    if let Some(addr) = broker.local_addr {
+        if addr.ip().is_loopback() {
+            tracing::info!(%addr, "mqtt plain listener is open: no device credentials are checked on it; every local process can publish as any device and read every command (set broker.plain = false to turn it off)");
+        } else {
+            tracing::warn!(%addr, "mqtt plain listener is open on a non-loopback address (broker.plain_listen_insecure): anyone on that network can publish as any device and read every command");
+        }
+    }
+    if let Some(addr) = broker.tls_addr {
+        tracing::info!(%addr, "mqtt tls listener: devices need a certificate from the hub's CA and their password");
+    }
+    let disconnects = tokio::spawn(devices::disconnect_revoked(
+        credentials.clone(),
+        broker.kicker.clone(),
+        writer.clone(),
+        shutdown.clone(),
+    ));
     // The API serves once the counters it reports exist (its listener is
     // bound already: connections wait in the backlog until then).
     let stats = Arc::new(telltale_ingest::IngestStats::default());
@@ -230,8 +309,10 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     });
     let http = tokio::spawn(telltale_api::serve(listener, api_state));
     tracing::info!(
-        mqtt = %broker.local_addr,
+        mqtt = ?broker.local_addr,
+        mqtts = ?broker.tls_addr,
         http = %http_addr,
+        https = api_cert.is_some(),
         db = %db.display(),
         epoch = %writer.epoch,
         "hub ready"
@@ -242,6 +323,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         writer.clone(),
         broker.publisher.clone(),
         config.ingest.topic_prefix.clone(),
+        credentials.clone(),
         shutdown.clone(),
     ));
     let ingest = telltale_ingest::start(
@@ -251,6 +333,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         acks_rx,
         config.ingest.clone(),
         stats.clone(),
+        credentials.clone(),
         shutdown.clone(),
     )
     .context("cannot start ingest")?;
@@ -295,6 +378,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         ("notifier", notifier),
         ("rules reloader", reload),
         ("commander", commander),
+        ("disconnects", disconnects),
     ] {
         if tokio::time::timeout(Duration::from_secs(5), &mut task)
             .await

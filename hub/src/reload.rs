@@ -3,11 +3,16 @@
 //! file's modification time or length changes (looked at every
 //! `alerts.reload_poll_secs`). A bad file at a reload is logged and the
 //! rules in force stay.
+//!
+//! SIGHUP also reads the HTTPS certificate again (`[api.tls]`): new
+//! connections get the new one; a bad file is logged and the one in use
+//! stays. (The MQTT TLS listener reads its files at each connection.)
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use telltale_api::rules::{RulesError, RulesFile};
+use telltale_tls::ReloadableCert;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -26,12 +31,18 @@ pub struct Reloader {
     hangup: Signal,
     /// The file as last loaded (or looked at).
     stamp: Stamp,
+    /// Certificates read again on SIGHUP.
+    certs: Vec<Arc<ReloadableCert>>,
 }
 
 impl Reloader {
     /// Registers for SIGHUP; call inside the runtime, before
     /// [`Reloader::load`].
-    pub fn new(rules: Arc<RulesFile>, poll: Option<Duration>) -> anyhow::Result<Reloader> {
+    pub fn new(
+        rules: Arc<RulesFile>,
+        poll: Option<Duration>,
+        certs: Vec<Arc<ReloadableCert>>,
+    ) -> anyhow::Result<Reloader> {
         let hangup = signal(SignalKind::hangup())
             .map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))?;
         Ok(Reloader {
@@ -39,6 +50,7 @@ impl Reloader {
             poll,
             hangup,
             stamp: None,
+            certs,
         })
     }
 
@@ -66,7 +78,10 @@ impl Reloader {
         loop {
             let why = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.hangup.recv() => "SIGHUP",
+                _ = self.hangup.recv() => {
+                    self.reload_certs();
+                    "SIGHUP"
+                }
                 _ = async {
                     match tick.as_mut() {
                         Some(t) => t.tick().await,
@@ -87,6 +102,22 @@ impl Reloader {
                     %file,
                     why,
                     "rules file not loaded; the rules in force stay"
+                ),
+            }
+        }
+    }
+}
+
+impl Reloader {
+    fn reload_certs(&self) {
+        for c in &self.certs {
+            let file = c.cert_path().display().to_string();
+            match c.reload() {
+                Ok(()) => tracing::info!(%file, "certificate reloaded"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    %file,
+                    "certificate not reloaded; the one in use stays"
                 ),
             }
         }

@@ -156,6 +156,10 @@ pub struct Hub {
     pub mqtt_port: u16,
     /// Its HTTP port on 127.0.0.1.
     pub http_port: u16,
+    /// Its MQTT TLS port on 127.0.0.1, when it has one.
+    pub mqtts_port: Option<u16>,
+    /// Whether its HTTP listener speaks TLS.
+    pub https: bool,
 }
 
 impl Hub {
@@ -190,23 +194,113 @@ impl Hub {
         } else {
             format!("{extra}\n[api]\n{api_listen}")
         };
-        let text = format!(
-            "data_dir = \"{}\"\n{extra}\n[broker]\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
-            dir.join("data").display()
-        );
+        // And the broker's to its own table.
+        let mqtt_listen = format!("listen = \"127.0.0.1:{mqtt_port}\"\n");
+        let extra = if extra.contains("[broker]\n") {
+            extra.replace("[broker]\n", &format!("[broker]\n{mqtt_listen}"))
+        } else {
+            format!("{extra}\n[broker]\n{mqtt_listen}")
+        };
+        let text = format!("data_dir = \"{}\"\n{extra}\n", dir.join("data").display());
         std::fs::write(&config, text).expect("write config");
         Hub {
             proc: Proc::new(dir, "telltale-hub", "hub", &config),
             dir: dir.to_path_buf(),
             mqtt_port,
             http_port,
+            mqtts_port: None,
+            https: false,
         }
+    }
+
+    /// A hub (not started: see [`Hub::launch`]) with an MQTT TLS listener
+    /// and, when `https`, HTTPS; its CA and server certificate made by
+    /// `telltale-hub tls init` in `data/tls`. `extra` as for [`Hub::start`].
+    pub fn configure_tls(dir: &Path, extra: &str, https: bool) -> Hub {
+        let extra = if https {
+            if extra.contains("[api]\n") {
+                format!("{extra}\n[api.tls]\n")
+            } else {
+                format!("{extra}\n[api]\n[api.tls]\n")
+            }
+        } else {
+            extra.to_owned()
+        };
+        let mut hub = Hub::configure(dir, &extra);
+        let port = free_port();
+        let config = dir.join("hub.toml");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str(&format!("[broker.tls]\nlisten = \"127.0.0.1:{port}\"\n"));
+        std::fs::write(&config, text).expect("write config");
+        hub.mqtts_port = Some(port);
+        hub.https = https;
+        let out = hub.cli(&["tls", "init"]);
+        assert!(out.status.success(), "tls init: {out:?}");
+        hub
+    }
+
+    /// Starts a hub made by [`Hub::configure_tls`] and waits for its ports.
+    pub fn launch(&mut self) {
+        self.spawn();
+    }
+
+    /// Runs `telltale-hub ARGS --config hub.toml` (a command-line command
+    /// beside the hub) and returns its output.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("telltale-hub"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.join("hub.toml"))
+            .output()
+            .expect("telltale-hub runs")
+    }
+
+    /// `telltale-hub device add ID --out {dir}/devices`: the device's
+    /// credentials and files.
+    pub fn add_device(&self, id: &str) -> DeviceCreds {
+        let out_dir = self.dir.join("devices");
+        let out = self.cli(&[
+            "device",
+            "add",
+            id,
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+        ]);
+        assert!(out.status.success(), "device add: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        DeviceCreds {
+            id: id.to_owned(),
+            tenant: field("tenant"),
+            password: field("password"),
+            cert: out_dir.join(format!("{id}.pem")),
+            key: out_dir.join(format!("{id}.key")),
+            ca: out_dir.join("ca.pem"),
+            snippet: text,
+        }
+    }
+
+    /// Sends `sig` to the hub.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.pid().expect("hub runs");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
+    }
+
+    /// The CA certificate made by `tls init`.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("data").join("tls").join("ca.pem")
     }
 
     fn spawn(&mut self) {
         self.proc.spawn();
         let up = wait_until(Duration::from_secs(15), || {
-            [self.mqtt_port, self.http_port].iter().all(|p| {
+            let ports = [Some(self.mqtt_port), Some(self.http_port), self.mqtts_port];
+            ports.iter().flatten().all(|p| {
                 let addr = SocketAddr::from(([127, 0, 0, 1], *p));
                 TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
             })
@@ -214,14 +308,25 @@ impl Hub {
         assert!(up, "hub did not listen; see {}", self.dir.display());
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (`https://localhost:PORT{path}` when
+    /// it speaks HTTPS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http_port)
+        if self.https {
+            format!("https://localhost:{}{path}", self.http_port)
+        } else {
+            format!("http://127.0.0.1:{}{path}", self.http_port)
+        }
     }
 
-    /// GETs `path` with curl; returns the status and the body.
+    /// GETs `path` with curl (trusting the hub's CA when it speaks HTTPS);
+    /// returns the status and the body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        curl(&self.url(path), &[])
+        if self.https {
+            let ca = self.ca();
+            curl(&self.url(path), &["--cacert", ca.to_str().expect("utf-8")])
+        } else {
+            curl(&self.url(path), &[])
+        }
     }
 
     /// GETs `path` with curl and parses the JSON body.
@@ -260,6 +365,171 @@ impl Hub {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+}
+
+/// A device's credentials from `telltale-hub device add`.
+#[derive(Debug, Clone)]
+pub struct DeviceCreds {
+    /// The device id (also its MQTT client id and user name).
+    pub id: String,
+    /// Its tenant: the `O` of its certificate.
+    pub tenant: String,
+    /// Its password.
+    pub password: String,
+    /// Its client certificate.
+    pub cert: PathBuf,
+    /// The certificate's key.
+    pub key: PathBuf,
+    /// The hub's CA certificate.
+    pub ca: PathBuf,
+    /// All that `device add` printed (the agent config snippet included).
+    pub snippet: String,
+}
+
+impl DeviceCreds {
+    /// `/tenants/{tenant}/telltale/v1`: the device's topic prefix.
+    pub fn prefix(&self) -> String {
+        format!("/tenants/{}/telltale/v1", self.tenant)
+    }
+
+    /// `{prefix}/devices/{device}/{kind}` under this device's tenant.
+    pub fn topic(&self, device: &str, kind: &str) -> String {
+        format!("{}/devices/{device}/{kind}", self.prefix())
+    }
+
+    /// mosquitto_pub / mosquitto_sub arguments: TLS to `port` with the CA,
+    /// this device's certificate, and its id, user name and password.
+    pub fn mosquitto_args(&self, port: u16) -> Vec<String> {
+        self.mosquitto_args_as(port, &self.id, &self.password)
+    }
+
+    /// As [`DeviceCreds::mosquitto_args`] with another user (= client id)
+    /// and password.
+    pub fn mosquitto_args_as(&self, port: u16, user: &str, password: &str) -> Vec<String> {
+        let p = |p: &Path| p.to_str().expect("utf-8").to_owned();
+        vec![
+            "-h".into(),
+            "localhost".into(),
+            "-p".into(),
+            port.to_string(),
+            "--cafile".into(),
+            p(&self.ca),
+            "--cert".into(),
+            p(&self.cert),
+            "--key".into(),
+            p(&self.key),
+            "-i".into(),
+            user.into(),
+            "-u".into(),
+            user.into(),
+            "-P".into(),
+            password.into(),
+        ]
+    }
+}
+
+/// Runs mosquitto_pub with `args` (connection) publishing `payload` on
+/// `topic` at QoS 1; returns whether it exited 0 (connected, published and
+/// had its PUBACK) within 10 s.
+pub fn mosquitto_pub_with(args: &[String], topic: &str, payload: &str) -> bool {
+    let mut child = Command::new("mosquitto_pub")
+        .args(args)
+        .args(["-q", "1", "-t", topic, "-m", payload])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_pub runs");
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// A running mosquitto_sub (`-v`: each line is `topic payload`); killed
+/// when dropped.
+pub struct MqttSub {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Lines read so far.
+    seen: Vec<String>,
+}
+
+impl MqttSub {
+    /// Subscribes at QoS 1 to `topics` with the connection `args`.
+    pub fn start(args: &[String], topics: &[&str]) -> MqttSub {
+        use std::io::BufRead;
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(args).args(["-q", "1", "-v"]);
+        for t in topics {
+            cmd.args(["-t", t]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub runs");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        MqttSub {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Every line read until now (waiting up to `wait` for more).
+    pub fn lines(&mut self, wait: Duration) -> &[String] {
+        let end = Instant::now() + wait;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => break,
+            }
+        }
+        &self.seen
+    }
+
+    /// Waits up to `timeout` for a line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.seen.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(l);
+            }
+        }
+        self.seen.iter().any(|l| l.contains(needle))
+    }
+
+    /// Whether mosquitto_sub has exited (its connection is gone: it does
+    /// not reconnect), waiting up to `timeout`.
+    pub fn exited_within(&mut self, timeout: Duration) -> bool {
+        wait_until(timeout, || matches!(self.child.try_wait(), Ok(Some(_))))
+    }
+}
+
+impl Drop for MqttSub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

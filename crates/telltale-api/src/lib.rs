@@ -23,6 +23,7 @@ mod problem;
 mod routes;
 pub mod rules;
 pub mod sources;
+pub mod tls;
 pub mod ws;
 
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
@@ -105,6 +106,8 @@ pub struct ApiConfig {
     /// WebSocket: seconds a socket opened without a token gets to send its
     /// `auth` message.
     pub ws_auth_timeout_secs: u64,
+    /// HTTPS: present, the listener speaks only TLS.
+    pub tls: Option<tls::ApiTlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -129,6 +132,7 @@ impl Default for ApiConfig {
             ws_max_message_bytes: 64 * 1024,
             ws_max_frame_bytes: 1024 * 1024,
             ws_auth_timeout_secs: 10,
+            tls: None,
         }
     }
 }
@@ -223,6 +227,8 @@ pub struct AppState {
     pub auth_db: Arc<admin::AuthDbSlot>,
     /// The API's own counters (connections, refusals), for `/metrics`.
     pub counters: Arc<ApiCounters>,
+    /// TLS on the listener; set by [`AppState::with_tls`].
+    pub tls: Option<tls::Tls>,
 }
 
 /// The API's own counters.
@@ -302,6 +308,7 @@ impl AppState {
             shutdown,
             metrics: None,
             counters: Arc::new(ApiCounters::default()),
+            tls: None,
         })
     }
 
@@ -320,6 +327,12 @@ impl AppState {
     /// Adds the counters of ingest, the broker and the notifier.
     pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Makes [`serve`] speak HTTPS with `cert`.
+    pub fn with_tls(mut self, cert: Arc<telltale_tls::ReloadableCert>) -> AppState {
+        self.tls = Some(tls::Tls::new(cert));
         self
     }
 }
@@ -727,6 +740,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     let counters = state.counters.clone();
     let per_ip = auth::PerKey::<std::net::IpAddr>::new(state.config.max_connections_per_ip);
     let max_head = state.config.max_header_bytes.max(8192);
+    let tls = state.tls.clone();
     let router = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     // Read nothing while a response is being written: a watch stream then
@@ -779,14 +793,20 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
                 axum::extract::ConnectInfo(peer),
             ),
         );
-        let conn = http
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-            .with_upgrades();
+        let (http, tls) = (http.clone(), tls.clone());
         let shutdown = shutdown.clone();
         let counters = counters.clone();
         counters.connections.fetch_add(1, Relaxed);
         connections.spawn(async move {
             let _slot = slot;
+            // The TLS handshake, if any, in the connection's own task.
+            let Some(io) = tls::accept(tls.as_ref(), stream).await else {
+                counters.connections.fetch_sub(1, Relaxed);
+                return;
+            };
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
             tokio::pin!(conn);
             let done = tokio::select! {
                 r = conn.as_mut() => Some(r),

@@ -107,6 +107,16 @@ fn render(s: &AppState, rejects: &[(String, u64)], db_bytes: u64) -> String {
         );
         for (name, help, v) in [
             (
+                "telltale_mqtt_connections_refused_total",
+                "MQTT connections closed at once: their address had broker.max_connections_per_ip open.",
+                m.broker.refused_over_cap.load(Relaxed),
+            ),
+            (
+                "telltale_mqtt_tls_handshake_timeouts_total",
+                "MQTT TLS connections closed for not sending a certificate in time.",
+                m.broker.handshake_timeouts.load(Relaxed),
+            ),
+            (
                 "telltale_notifications_sent_total",
                 "Alert notifications a sink accepted.",
                 m.notify.sent(),

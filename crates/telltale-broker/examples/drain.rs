@@ -15,9 +15,13 @@ fn main() {
         listen: listen.parse().expect("listen address"),
         ..Default::default()
     };
-    let broker = telltale_broker::start(&config, &["telltale/v1/devices/+/telemetry".into()])
-        .expect("broker starts");
-    println!("listening {}", broker.local_addr);
+    let broker = telltale_broker::start(
+        &config,
+        &["telltale/v1/devices/+/telemetry".into()],
+        std::sync::Arc::new(|_: &str, _: &str, _: &str| false),
+    )
+    .expect("broker starts");
+    println!("listening {:?}", broker.local_addr);
     let mut messages = broker.messages;
     let mut n = 0u64;
     let mut t0 = None;

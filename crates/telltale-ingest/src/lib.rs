@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use telltale_broker::{Message, Messages, Publisher};
+use telltale_store::auth::AuthSnapshot;
 use telltale_store::commands::{self, CommandState, CommandUpdate};
 use telltale_store::{AckOut, IncomingBatch, Reject, WriteOp, WriterHandle};
 use telltale_wire::decode::{self, Limits};
 use telltale_wire::msg::{Ack, CommandResult, Presence, ResultStatus, Status};
 use telltale_wire::topic::{self, Kind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The `[ingest]` section of the hub's config.
@@ -65,12 +66,34 @@ impl IngestConfig {
         }
     }
 
-    /// The broker filters ingest subscribes to.
+    /// The broker filters ingest subscribes to: each device topic in its
+    /// plain form and under any tenant (`/tenants/+/{prefix}/...`).
     pub fn filters(&self) -> Vec<String> {
+        let tenants = format!("{TENANTS}+/{}", self.topic_prefix);
         [Kind::Telemetry, Kind::Status, Kind::CmdResult]
             .into_iter()
-            .map(|k| topic::filter_all(&self.topic_prefix, k))
+            .flat_map(|k| {
+                [
+                    topic::filter_all(&self.topic_prefix, k),
+                    topic::filter_all(&tenants, k),
+                ]
+            })
             .collect()
+    }
+}
+
+/// What starts a topic under a tenant: `/tenants/{tenant}/{prefix}/...`. The
+/// broker confines a device with a certificate to the topics under its
+/// tenant (the certificate's `O`).
+pub const TENANTS: &str = "/tenants/";
+
+/// The topic of `device`'s `kind` messages: under its tenant when it has
+/// credentials (a certificate device can reach nothing else), plain
+/// otherwise.
+pub fn device_topic(auth: &AuthSnapshot, prefix: &str, device: &str, kind: Kind) -> String {
+    match auth.device_tenant(device) {
+        Some(t) => topic::format(&format!("{TENANTS}{t}/{prefix}"), device, kind),
+        None => topic::format(prefix, device, kind),
     }
 }
 
@@ -110,7 +133,10 @@ pub struct Running {
 }
 
 /// Starts ingest. It runs until `shutdown` fires or the broker link ends;
-/// then await [`Running::stopped`].
+/// then await [`Running::stopped`]. `auth` is the live credentials: a
+/// message under a tenant is taken only as that tenant's device, and a
+/// device with credentials only under its tenant.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     mut messages: Messages,
     publisher: Publisher,
@@ -118,6 +144,7 @@ pub fn start(
     acks: mpsc::UnboundedReceiver<Vec<AckOut>>,
     config: IngestConfig,
     stats: Arc<IngestStats>,
+    auth: watch::Receiver<Arc<AuthSnapshot>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<Running> {
     let ack_task = tokio::spawn(send_acks(
@@ -125,6 +152,7 @@ pub fn start(
         publisher,
         config.topic_prefix.clone(),
         stats.clone(),
+        auth.clone(),
     ));
     stats.running.store(true, Relaxed);
     let mut ingest = Ingest {
@@ -133,6 +161,7 @@ pub fn start(
         writer: writer.clone(),
         stats,
         last_log: HashMap::new(),
+        auth,
     };
     let thread = std::thread::Builder::new()
         .name("ingest".into())
@@ -177,8 +206,10 @@ async fn send_acks(
     publisher: Publisher,
     prefix: String,
     stats: Arc<IngestStats>,
+    auth: watch::Receiver<Arc<AuthSnapshot>>,
 ) {
     while let Some(batch) = acks.recv().await {
+        let auth = auth.borrow().clone();
         for a in batch {
             let body = Ack {
                 outbox: a.outbox,
@@ -186,7 +217,7 @@ async fn send_acks(
             };
             match serde_json::to_vec(&body) {
                 Ok(payload) => {
-                    publisher.publish(topic::format(&prefix, &a.device, Kind::Ack), payload);
+                    publisher.publish(device_topic(&auth, &prefix, &a.device, Kind::Ack), payload);
                     stats.acks.fetch_add(1, Relaxed);
                 }
                 Err(e) => tracing::error!(error = %e, "ack encode failed"),
@@ -202,6 +233,18 @@ struct Ingest {
     stats: Arc<IngestStats>,
     /// When a reject was last logged, per device (or topic): at most once a minute.
     last_log: HashMap<String, Instant>,
+    /// The live credentials: which device each tenant is.
+    auth: watch::Receiver<Arc<AuthSnapshot>>,
+}
+
+/// Why a topic's device is not the one that may publish there.
+struct Refused {
+    /// The reject's kind.
+    code: &'static str,
+    /// Its reason.
+    reason: String,
+    /// The device the publisher is known to be (a tenant's own device).
+    device: Option<String>,
 }
 
 impl Ingest {
@@ -216,10 +259,20 @@ impl Ingest {
                 &msg.payload,
             );
         };
-        let (device, kind) = match topic::parse(&self.config.topic_prefix, topic_str) {
+        let (tenant, rest) = match topic_str.strip_prefix(TENANTS) {
+            Some(r) => match r.split_once('/') {
+                Some((t, rest)) => (Some(t), rest),
+                None => (Some(r), ""),
+            },
+            None => (None, topic_str),
+        };
+        let (device, kind) = match topic::parse(&self.config.topic_prefix, rest) {
             Ok(v) => v,
             Err(e) => return self.reject(topic_str, None, e.code(), e.to_string(), &msg.payload),
         };
+        if let Err(r) = self.check_identity(tenant, device) {
+            return self.reject(topic_str, r.device, r.code, r.reason, &msg.payload);
+        }
         match kind {
             Kind::Telemetry => {
                 self.stats.messages.fetch_add(1, Relaxed);
@@ -308,6 +361,41 @@ impl Ingest {
             }
             // The hub's own topics: a device publishing there is ignored.
             Kind::Ack | Kind::Cmd => Ok(()),
+        }
+    }
+
+    /// A message under a tenant is taken only for the one device whose live
+    /// tenant that is (the broker let only that tenant's certificate
+    /// publish there); a device with credentials is taken only under its
+    /// tenant (so the plain listener cannot write as it).
+    fn check_identity(&self, tenant: Option<&str>, device: &str) -> Result<(), Refused> {
+        let auth = self.auth.borrow();
+        match tenant {
+            Some(t) => match auth.tenant_device(t) {
+                Some(d) if d == device => Ok(()),
+                Some(d) => Err(Refused {
+                    code: "device_mismatch",
+                    reason: format!(
+                        "tenant {t} is device {d:?}, which may not publish as {device:?}"
+                    ),
+                    device: Some(d.to_owned()),
+                }),
+                None => Err(Refused {
+                    code: "device_mismatch",
+                    reason: format!("tenant {t} is no device's (revoked or unknown)"),
+                    device: None,
+                }),
+            },
+            None => match auth.device_tenant(device) {
+                Some(t) => Err(Refused {
+                    code: "tenant_required",
+                    reason: format!(
+                        "device {device:?} has credentials: its messages are taken only under /tenants/{t}/"
+                    ),
+                    device: None,
+                }),
+                None => Ok(()),
+            },
         }
     }
 

@@ -429,6 +429,24 @@ impl AuthSnapshot {
     pub fn has_devices(&self) -> bool {
         !self.devices.is_empty()
     }
+
+    /// The devices live in `older` whose credential this snapshot no longer
+    /// has as it was (revoked, or a new password or tenant), each with its
+    /// tenant in `older`: the connections to drop.
+    pub fn devices_changed_since(&self, older: &AuthSnapshot) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = older
+            .devices
+            .iter()
+            .filter(|(d, e)| {
+                self.devices
+                    .get(*d)
+                    .is_none_or(|n| n.tenant != e.tenant || n.hash != e.hash)
+            })
+            .map(|(d, e)| (d.clone(), e.tenant.clone()))
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 #[cfg(test)]
@@ -496,5 +514,15 @@ mod tests {
         assert_eq!(snap.tenant_device(&a.credential.tenant), None);
         let c = db.create_device("boiler-1").expect("ok");
         assert_ne!(c.credential.tenant, a.credential.tenant);
+        let fresh = db.snapshot().expect("snapshot");
+        assert_eq!(
+            fresh.devices_changed_since(&snap),
+            Vec::<(String, String)>::new(),
+            "nothing was live before"
+        );
+        assert_eq!(
+            snap.devices_changed_since(&fresh),
+            [("boiler-1".to_owned(), c.credential.tenant.clone())]
+        );
     }
 }
