@@ -252,7 +252,8 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         rules,
     )
     .context("cannot read the store for the API")?
-    .with_auth(credentials.clone(), auth_path.clone());
+    .with_auth(credentials.clone(), auth_path.clone())
+    .with_ca_dir(config.tls.dir.clone());
     let api_state = match &api_cert {
         Some(c) => api_state.with_tls(c.clone()),
         None => api_state,

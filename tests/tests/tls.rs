@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use telltale_tests::{curl, mosquitto_pub_with, wait_until, Agent, Hub, MqttSub};
+use telltale_tests::{curl, mosquitto_pub_with, wait_until, Agent, DeviceCreds, Hub, MqttSub};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8")
@@ -378,4 +378,62 @@ fn client_hello() -> Vec<u8> {
     rec.extend(u16::try_from(hs.len()).expect("len").to_be_bytes());
     rec.extend(hs);
     rec
+}
+
+#[test]
+fn a_device_credential_from_the_admin_api_comes_with_a_certificate_that_talks_mqtt_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = Hub::configure_tls(dir.path(), "[store]\ncommit_interval_ms = 50\n", false);
+    // The CLI made the CA (and one device); the API makes the next one.
+    let cli = hub.add_device("boiler-1");
+    hub.launch();
+    let port = hub.mqtts_port.expect("tls port");
+    let (status, body) = curl(
+        &hub.url("/v1/device-credentials"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"device":"api-dev"}"#,
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let files = dir.path().join("api-dev");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let write = |name: &str, field: &str| {
+        let path = files.join(name);
+        let pem = v[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} in {v}"));
+        assert!(pem.starts_with("-----BEGIN"), "{field}: {pem}");
+        std::fs::write(&path, pem).expect("write");
+        path
+    };
+    let d = DeviceCreds {
+        id: "api-dev".into(),
+        tenant: v["tenant"].as_str().expect("tenant").into(),
+        password: v["password"].as_str().expect("password").into(),
+        cert: write("api-dev.pem", "certificate"),
+        key: write("api-dev.key", "key"),
+        ca: write("ca.pem", "ca"),
+        snippet: String::new(),
+    };
+    assert_eq!(
+        std::fs::read_to_string(&d.ca).expect("ca"),
+        std::fs::read_to_string(&cli.ca).expect("ca"),
+        "the same CA"
+    );
+    // The hub takes the new credential at its next read of auth.db.
+    assert!(wait_until(Duration::from_secs(5), || mosquitto_pub_with(
+        &d.mosquitto_args(port),
+        &d.topic("api-dev", "telemetry"),
+        r#"[{"n":"temp","v":4.5}]"#
+    )));
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (_, v) = hub.get_json("/v1/readings?device=api-dev");
+        v["items"].as_array().is_some_and(|a| a.len() == 1)
+    }));
 }

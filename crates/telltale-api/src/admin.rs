@@ -253,6 +253,44 @@ pub async fn create_device(
         .await
     {
         Ok(d) => {
+            // With the hub's own CA, the device's client certificate too
+            // (its O is the tenant that confines its topics).
+            let ca_dir = s.ca_dir.clone();
+            let (tenant, id) = (d.credential.tenant.clone(), d.credential.device.clone());
+            let issued = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let Some(dir) = ca_dir.filter(|d| telltale_tls::Ca::exists(d)) else {
+                    return Ok(None);
+                };
+                let ca = telltale_tls::Ca::load(&dir).map_err(|e| e.to_string())?;
+                let cert = ca.issue_device(&tenant, &id).map_err(|e| e.to_string())?;
+                Ok(Some((cert, ca.cert_pem().to_owned())))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let mut body = json!({
+                "device": d.credential.device,
+                "tenant": d.credential.tenant,
+                "password": d.password,
+            });
+            match issued {
+                Ok(Some((cert, ca))) => {
+                    body["certificate"] = json!(cert.cert_pem);
+                    body["key"] = json!(cert.key_pem);
+                    body["ca"] = json!(ca);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The credential stands (its password works); the
+                    // answer does not carry the CA's details.
+                    tracing::error!(error = %e, device = %d.credential.device, "cannot issue the device certificate");
+                    return Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "certificate_failed",
+                        "the credential was created but its certificate could not be issued; see the hub's log",
+                    )
+                    .into_response();
+                }
+            }
             tracing::info!(
                 target: "audit",
                 by = c.who(),
@@ -260,15 +298,7 @@ pub async fn create_device(
                 tenant = %d.credential.tenant,
                 "device credential created"
             );
-            (
-                StatusCode::CREATED,
-                Json(json!({
-                    "device": d.credential.device,
-                    "tenant": d.credential.tenant,
-                    "password": d.password,
-                })),
-            )
-                .into_response()
+            (StatusCode::CREATED, Json(body)).into_response()
         }
         Err(e) => store_problem(e).into_response(),
     }

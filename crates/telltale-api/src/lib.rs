@@ -229,6 +229,10 @@ pub struct AppState {
     pub counters: Arc<ApiCounters>,
     /// TLS on the listener; set by [`AppState::with_tls`].
     pub tls: Option<tls::Tls>,
+    /// Where the hub's CA lives (`[tls] dir`), so that creating a device
+    /// credential also issues its client certificate; set by
+    /// [`AppState::with_ca_dir`].
+    pub ca_dir: Option<std::path::PathBuf>,
 }
 
 /// The API's own counters.
@@ -309,6 +313,7 @@ impl AppState {
             metrics: None,
             counters: Arc::new(ApiCounters::default()),
             tls: None,
+            ca_dir: None,
         })
     }
 
@@ -327,6 +332,13 @@ impl AppState {
     /// Adds the counters of ingest, the broker and the notifier.
     pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Device credentials created through the API come with a client
+    /// certificate from the CA in `dir`, when there is one.
+    pub fn with_ca_dir(mut self, dir: std::path::PathBuf) -> AppState {
+        self.ca_dir = Some(dir);
         self
     }
 
