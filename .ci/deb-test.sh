@@ -48,6 +48,7 @@ telltale-agent check-config --config /etc/telltale/agent.toml
 
 # The installed units.
 systemd-analyze verify "$units/telltale-hub.service" "$units/telltale-agent.service"
+echo "systemd-analyze verify: both units ok"
 for unit in telltale-hub telltale-agent; do
   line=$(systemd-analyze security --offline=yes "$units/$unit.service" | grep 'Overall exposure level')
   echo "$line"
