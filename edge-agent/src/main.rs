@@ -44,13 +44,19 @@ fn main() -> ExitCode {
         Command::Bench(_) => "warn,telltale_agent::bench=info",
         _ => "info",
     };
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    // Under journald (systemd sets JOURNAL_STREAM) the journal stamps each
+    // line; do not stamp twice.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        fmt.without_time().init();
+    } else {
+        fmt.init();
+    }
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {

@@ -120,20 +120,32 @@ impl Proc {
     /// Sends `sig` and waits up to `timeout`; kills it after that. Returns
     /// whether it exited in time.
     fn stop(&mut self, sig: nix::sys::signal::Signal, timeout: Duration) -> bool {
+        self.stop_status(sig, timeout).is_some()
+    }
+
+    /// Sends `sig` and waits up to `timeout`; kills it after that. Returns
+    /// its exit status if it exited in time (a process that was not running
+    /// counts as a success).
+    fn stop_status(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
         let Some(mut child) = self.child.take() else {
-            return true;
+            return Some(std::process::ExitStatus::from_raw(0));
         };
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
         let end = Instant::now() + timeout;
         while Instant::now() < end {
-            if let Ok(Some(_)) = child.try_wait() {
-                return true;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
         let _ = child.wait();
-        false
+        None
     }
 
     fn kill(&mut self) {
@@ -359,6 +371,13 @@ impl Hub {
     /// SIGTERM; returns whether it exited within `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
         self.proc.stop(nix::sys::signal::Signal::SIGTERM, timeout)
+    }
+
+    /// SIGTERM; returns its exit status if it exited within `timeout` (it
+    /// is killed after that).
+    pub fn terminate_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.proc
+            .stop_status(nix::sys::signal::Signal::SIGTERM, timeout)
     }
 
     /// Kills it and starts it again with the same config and port.

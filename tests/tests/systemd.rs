@@ -64,3 +64,69 @@ fn ready_comes_after_the_http_port_accepts_then_the_watchdog_is_fed() {
     }
     assert!(stopping, "STOPPING=1 at SIGTERM");
 }
+
+/// The first line a binary logs to stderr, `JOURNAL_STREAM` set or not.
+fn first_log_line(bin: &str, config: &std::path::Path, journal: bool) -> String {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(telltale_tests::bin(bin));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if journal {
+        // What systemd sets when stderr is the journal: device:inode.
+        cmd.env("JOURNAL_STREAM", "8:12345");
+    }
+    let mut child = cmd.spawn().expect("starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().expect("stderr"))
+        .read_line(&mut line)
+        .expect("a log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
+#[test]
+fn under_journald_log_lines_carry_no_time_stamp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = dir.path().join("hub.toml");
+    std::fs::write(
+        &hub,
+        format!(
+            "data_dir = \"{}\"\n[broker]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("hub config");
+    let agent = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent,
+        format!(
+            "device_id = \"journal-1\"\ndata_dir = \"{}\"\n[mqtt]\nport = {}\n",
+            dir.path().join("agent").display(),
+            telltale_tests::free_port()
+        ),
+    )
+    .expect("agent config");
+    for (bin, config) in [("telltale-hub", &hub), ("telltale-agent", &agent)] {
+        let stamped = first_log_line(bin, config, false);
+        let level = |word: Option<&str>| {
+            word.is_some_and(|w| ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&w))
+        };
+        // `2026-11-29T08:51:45.123456Z  INFO telltale_hub: ...`
+        let mut words = stamped.split_whitespace();
+        assert!(
+            words.next().is_some_and(|w| w.starts_with("20")) && level(words.next()),
+            "{bin} outside journald: {stamped:?}"
+        );
+        // ` INFO telltale_hub: ...`
+        let bare = first_log_line(bin, config, true);
+        assert!(
+            level(bare.split_whitespace().next()),
+            "{bin} under journald: {bare:?}"
+        );
+    }
+}
