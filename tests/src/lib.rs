@@ -632,6 +632,14 @@ pub async fn mqtt_client(port: u16, id: &str) -> rumqttc::AsyncClient {
 
 /// GETs a URL with curl (`extra` are more curl arguments); returns the
 /// status and the body.
+/// The value of one sample in a Prometheus text page: `sample` is the
+/// metric name with its labels as written (`telltale_rejects_total{reason="x"}`).
+pub fn metric_in(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub fn curl(url: &str, extra: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "--max-time", "60"])

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use telltale_tests::{mosquitto_pub_with, wait_until, DeviceCreds, Hub, MqttSub};
+use telltale_tests::{metric_in, mosquitto_pub_with, wait_until, DeviceCreds, Hub, MqttSub};
 
 fn hub(dir: &std::path::Path) -> (Hub, DeviceCreds, DeviceCreds) {
     let mut hub = Hub::configure_tls(dir, "[store]\ncommit_interval_ms = 50\n", false);
@@ -25,14 +25,19 @@ fn readings(hub: &Hub, device: &str) -> Vec<serde_json::Value> {
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits (up to 10 s) until exactly `n` readings of `device` are stored.
+fn stored(hub: &Hub, device: &str, n: usize) -> bool {
+    wait_until(Duration::from_secs(10), || readings(hub, device).len() == n)
+}
+
 /// The rejects counted for `reason` on /metrics.
 fn rejects(hub: &Hub, reason: &str) -> u64 {
     let (_, text) = hub.get("/metrics");
-    let key = format!("telltale_rejects_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    metric_in(
+        &text,
+        &format!("telltale_rejects_total{{reason=\"{reason}\"}}"),
+    )
+    .map_or(0, |v| v as u64)
 }
 
 #[test]
@@ -60,11 +65,7 @@ fn a_wrong_password_is_refused_and_audited_without_the_password() {
     );
     // The right one works, and the reading is stored as the device.
     assert!(mosquitto_pub_with(&a.mosquitto_args(port), &topic, pack));
-    assert!(wait_until(Duration::from_secs(10), || readings(
-        &hub, "dev-a"
-    )
-    .len()
-        == 1));
+    assert!(stored(&hub, "dev-a", 1));
     let log = hub.log();
     assert!(
         log.contains("mqtt login refused") && log.contains("wrong password"),
@@ -112,11 +113,7 @@ fn a_device_cannot_store_readings_as_another() {
         &a.topic("dev-a", "telemetry"),
         r#"[{"n":"temp","v":1}]"#
     ));
-    assert!(wait_until(Duration::from_secs(10), || readings(
-        &hub, "dev-a"
-    )
-    .len()
-        == 1));
+    assert!(stored(&hub, "dev-a", 1));
     assert!(wait_until(Duration::from_secs(5), || rejects(
         &hub,
         "tenant_required"
@@ -129,11 +126,7 @@ fn a_device_cannot_store_readings_as_another() {
         &b.topic("dev-b", "telemetry"),
         pack
     ));
-    assert!(wait_until(Duration::from_secs(10), || readings(
-        &hub, "dev-b"
-    )
-    .len()
-        == 1));
+    assert!(stored(&hub, "dev-b", 1));
 }
 
 #[test]
@@ -147,11 +140,7 @@ fn a_device_cannot_read_another_devices_commands() {
         &b.topic("dev-b", "telemetry"),
         r#"[{"n":"temp","v":20}]"#
     ));
-    assert!(wait_until(Duration::from_secs(10), || readings(
-        &hub, "dev-b"
-    )
-    .len()
-        == 1));
+    assert!(stored(&hub, "dev-b", 1));
     let mut b_sub = MqttSub::start(&b.mosquitto_args(port), &[&b.topic("dev-b", "cmd")]);
 
     // A subscribing to everything, to B's plain topic or to B's tenant is
@@ -306,11 +295,7 @@ fn mqtt_connections_over_the_per_address_cap_are_closed() {
             r#"[{"n":"t","v":1}]"#,
         )
     }));
-    assert!(wait_until(Duration::from_secs(10), || readings(
-        &hub, "capped"
-    )
-    .len()
-        == 1));
+    assert!(stored(&hub, "capped", 1));
     let (_, metrics) = hub.get("/metrics");
     let refused: u64 = metrics
         .lines()

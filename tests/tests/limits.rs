@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::time::{Duration, Instant};
-use telltale_tests::{curl, wait_until, ws_connect_with, ws_next, Hub};
+use telltale_tests::{curl, metric_in, wait_until, ws_connect_with, ws_next, Hub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -91,10 +91,7 @@ async fn connections_from_one_address_are_capped() {
 fn metric_from(hub: &Hub, name: &str) -> f64 {
     let (status, text) = curl(&hub.url("/metrics"), &["--interface", "127.0.0.3"]);
     assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    metric_in(&text, name).unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,10 +191,7 @@ async fn a_token_over_its_rate_gets_429_and_another_token_is_still_served() {
 fn metric_auth(hub: &Hub, token: &str, name: &str) -> f64 {
     let (status, text) = hub.get_auth("/metrics", token);
     assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    metric_in(&text, name).unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
