@@ -464,6 +464,10 @@ pub async fn serve_collection<T: Framed>(
         _ => None,
     };
     if let Some(wait) = p.wait {
+        // A held request is bounded like a stream: never past max_stream_secs.
+        let wait = wait.min(std::time::Duration::from_secs(
+            state.config.max_stream_secs.max(1),
+        ));
         let after = rv.unwrap_or(0);
         let (items, at) = coll
             .wait_after(after, &p.filter, p.limit, wait)
