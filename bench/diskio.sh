@@ -2,7 +2,7 @@
 # What the hub costs an SD card: bytes written to disk per stored reading and
 # fsyncs per second, at steady reading rates, with the default store config.
 #
-# usage: bench/diskio.sh [SECONDS] [RATE...]        (default: 20 s at 1000 and 10000)
+# usage: bench/diskio.sh [SECONDS] [RATE...]        (default: 20 s at 1000 and 10000; 0: idle)
 #        HUB_EXTRA='[store]\ncommit_interval_ms = 1000' bench/diskio.sh   (config lines to add)
 #
 # Each 1,000 readings/s is one real telltale-agent (one device) with 10
