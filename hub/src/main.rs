@@ -309,9 +309,11 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         notify: notify_stats,
     });
     let http = tokio::spawn(telltale_api::serve(listener, api_state));
+    let addr =
+        |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(
-        mqtt = ?broker.local_addr,
-        mqtts = ?broker.tls_addr,
+        mqtt = %addr(broker.local_addr),
+        mqtts = %addr(broker.tls_addr),
         http = %http_addr,
         https = api_cert.is_some(),
         db = %db.display(),
