@@ -836,6 +836,21 @@ impl Hub {
         );
     }
 
+    /// POSTs the JSON `body` to `path` with curl; returns status and body.
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        curl(
+            &self.url(path),
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+            ],
+        )
+    }
+
     /// GETs `path` with curl and a Bearer token; returns status and body.
     pub fn get_auth(&self, path: &str, token: &str) -> (u16, String) {
         let header = format!("Authorization: Bearer {token}");

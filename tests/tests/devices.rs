@@ -167,17 +167,7 @@ fn a_device_cannot_read_another_devices_commands() {
     );
     std::thread::sleep(Duration::from_millis(500));
 
-    let (status, body) = telltale_tests::curl(
-        &hub.url("/v1/devices/dev-b/commands"),
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            r#"{"name":"ping"}"#,
-        ],
-    );
+    let (status, body) = hub.post_json("/v1/devices/dev-b/commands", r#"{"name":"ping"}"#);
     assert_eq!(status, 201, "{body}");
     assert!(
         b_sub.wait_for("\"ping\"", Duration::from_secs(10)),

@@ -112,17 +112,7 @@ fn mosquitto_with_the_ca_and_a_device_certificate_talks_mqtt_over_tls() {
     // mosquitto_sub over TLS gets the device's command.
     let mut sub = MqttSub::start(&d.mosquitto_args(port), &[&d.topic("boiler-1", "cmd")]);
     std::thread::sleep(Duration::from_millis(300));
-    let (status, body) = curl(
-        &hub.url("/v1/devices/boiler-1/commands"),
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            r#"{"name":"ping"}"#,
-        ],
-    );
+    let (status, body) = hub.post_json("/v1/devices/boiler-1/commands", r#"{"name":"ping"}"#);
     assert_eq!(status, 201, "{body}");
     assert!(sub.wait_for("\"ping\"", Duration::from_secs(10)));
 }
@@ -388,17 +378,7 @@ fn a_device_credential_from_the_admin_api_comes_with_a_certificate_that_talks_mq
     let cli = hub.add_device("boiler-1");
     hub.launch();
     let port = hub.mqtts_port.expect("tls port");
-    let (status, body) = curl(
-        &hub.url("/v1/device-credentials"),
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            r#"{"device":"api-dev"}"#,
-        ],
-    );
+    let (status, body) = hub.post_json("/v1/device-credentials", r#"{"device":"api-dev"}"#);
     assert_eq!(status, 201, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let files = dir.path().join("api-dev");
