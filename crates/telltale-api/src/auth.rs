@@ -5,7 +5,9 @@
 //! One layer ([`layer`]) runs in front of every route: it takes the token
 //! from `Authorization: Bearer` or the `access_token` query parameter (which
 //! it removes from the URI, so no handler, log or error body ever sees it),
-//! finds the scope the route needs ([`needed`]), answers 401 or 403
+//! finds the scope the route declared where it was registered
+//! ([`needed`], `registry.rs`; a route that declared none is refused),
+//! answers 401 or 403
 //! (problem+json), applies the token's request rate, and hands the handler
 //! a [`Caller`]. Open mode: a hub whose listener is on loopback and that has
 //! no live token lets everyone in as `admin`, without per-token limits.
@@ -14,6 +16,7 @@
 //! secret.
 
 use crate::problem::Problem;
+use crate::registry::{Lookup, RouteTable};
 use crate::AppState;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
@@ -358,27 +361,27 @@ pub enum Need {
     Socket,
 }
 
-/// The scope a request needs, by its route (the router's path pattern,
-/// `None` for a path that is no route) and method.
-pub fn needed(method: &Method, route: Option<&str>, metrics_public: bool) -> Need {
-    let read_only = matches!(*method, Method::GET | Method::HEAD);
-    match route {
-        None => Need::Public,
-        Some("/healthz" | "/readyz" | "/v1/openapi.json") => Need::Public,
-        Some(p) if p == "/" || p.starts_with("/ui/") || p == "/ui" => Need::Public,
-        Some("/metrics") if metrics_public => Need::Public,
-        Some("/v1/ws") => Need::Socket,
-        Some(
-            "/v1/tokens"
-            | "/v1/tokens/{id}"
-            | "/v1/device-credentials"
-            | "/v1/device-credentials/{device}",
-        ) => Need::Scope(Scope::Admin),
-        Some("/v1/rules" | "/v1/rules/{name}") if !read_only => Need::Scope(Scope::Admin),
-        Some("/v1/devices/{id}/commands" | "/v1/alerts/{id}/ack") if !read_only => {
-            Need::Scope(Scope::Control)
+impl Need {
+    /// How much a need asks, for the strictest of several.
+    pub fn rank(self) -> u8 {
+        match self {
+            Need::Public => 0,
+            Need::Socket | Need::Scope(Scope::Read) => 1,
+            Need::Scope(Scope::Control) => 2,
+            Need::Scope(Scope::Admin) => 3,
         }
-        Some(_) => Need::Scope(Scope::Read),
+    }
+}
+
+/// The need of a request, from the route table: a path that is no route
+/// is public (it answers 404); a method the route does not take asks the
+/// route's strictest need (it answers 405 once let in); a route that was
+/// never declared is `None`, refused.
+pub fn needed(table: &RouteTable, method: &Method, route: Option<&str>) -> Option<Need> {
+    match table.lookup(method, route) {
+        Lookup::NoRoute => Some(Need::Public),
+        Lookup::Declared(n) | Lookup::OtherMethod(n) => Some(n),
+        Lookup::Undeclared => None,
     }
 }
 
@@ -447,15 +450,31 @@ pub fn client(req: &Request) -> Option<SocketAddr> {
 }
 
 /// The auth layer in front of every route (see the module's doc).
-pub async fn layer(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn layer(
+    State((s, table)): State<(AppState, Arc<RouteTable>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let peer = client(&req);
     let presented = take_token(&mut req);
-    let need = needed(req.method(), route.as_deref(), s.config.metrics_public);
     let route_text = route.as_deref().unwrap_or("-");
+    let Some(need) = needed(&table, req.method(), route.as_deref()) else {
+        tracing::error!(
+            route = route_text,
+            method = %req.method(),
+            "refused a request to a route that declares no scope"
+        );
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "route_not_declared",
+            "this route declares no scope, so nobody may call it",
+        )
+        .into_response();
+    };
     let refuse = |r: Refusal| {
         s.counters.auth_failures.fetch_add(1, Relaxed);
         let id = match &r {
@@ -529,64 +548,6 @@ mod tests {
             "", "tlt_", "tlt__x", "tlt_zz_x", "tlt_0a1b", "Bearer", "tlt_0a_",
         ] {
             assert_eq!(token_id(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn routes_need_their_scope() {
-        use Need::*;
-        let table: &[(Method, Option<&str>, bool, Need)] = &[
-            (Method::GET, Some("/healthz"), false, Public),
-            (Method::GET, Some("/readyz"), false, Public),
-            (Method::GET, Some("/v1/openapi.json"), false, Public),
-            (Method::GET, None, false, Public),
-            (
-                Method::GET,
-                Some("/metrics"),
-                false,
-                Scope(super::Scope::Read),
-            ),
-            (Method::GET, Some("/metrics"), true, Public),
-            (
-                Method::GET,
-                Some("/v1/readings"),
-                false,
-                Scope(super::Scope::Read),
-            ),
-            (
-                Method::GET,
-                Some("/v1/rules"),
-                false,
-                Scope(super::Scope::Read),
-            ),
-            (
-                Method::PUT,
-                Some("/v1/rules/{name}"),
-                false,
-                Scope(super::Scope::Admin),
-            ),
-            (
-                Method::POST,
-                Some("/v1/alerts/{id}/ack"),
-                false,
-                Scope(super::Scope::Control),
-            ),
-            (
-                Method::POST,
-                Some("/v1/devices/{id}/commands"),
-                false,
-                Scope(super::Scope::Control),
-            ),
-            (
-                Method::GET,
-                Some("/v1/tokens"),
-                false,
-                Scope(super::Scope::Admin),
-            ),
-            (Method::GET, Some("/v1/ws"), false, Socket),
-        ];
-        for (m, route, public, want) in table {
-            assert_eq!(needed(m, *route, *public), *want, "{m} {route:?}");
         }
     }
 

@@ -1,13 +1,14 @@
 //! The objects of each collection, as the watch engine and the filter see
 //! them: a store row, its filter fields, and its JSON, serialized once.
 
+use crate::collection::Resource;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use std::sync::{Arc, OnceLock};
 use telltale_filter::{Field, FieldValue, Fields};
 use telltale_store::{AlertRow, CommandRow, DeviceRow, LatestRow, StoredReading, StoredValue};
-use telltale_watch::Item;
+use telltale_watch::{Item, Kind};
 
 /// An item's watch event in its usual form (`ADDED` in a log, `ADDED` or
 /// `MODIFIED` by [`Item::created`] in a state collection), encoded once per
@@ -126,6 +127,12 @@ impl Item for ReadingItem {
     }
 }
 
+impl Resource for ReadingItem {
+    const NAME: &'static str = "readings";
+    const LIST_KIND: &'static str = "ReadingList";
+    const KIND: Kind = Kind::Log;
+}
+
 /// The newest reading of one (device, metric), in `/v1/latest`.
 #[derive(Debug)]
 pub struct LatestItem {
@@ -184,6 +191,12 @@ impl Item for LatestItem {
     fn ts_ms(&self) -> Option<i64> {
         Some(self.row.ts_ms)
     }
+}
+
+impl Resource for LatestItem {
+    const NAME: &'static str = "latest";
+    const LIST_KIND: &'static str = "LatestList";
+    const KIND: Kind = Kind::State;
 }
 
 /// A device of `/v1/devices`.
@@ -248,6 +261,12 @@ impl Item for DeviceItem {
     fn json(&self) -> &str {
         &self.json
     }
+}
+
+impl Resource for DeviceItem {
+    const NAME: &'static str = "devices";
+    const LIST_KIND: &'static str = "DeviceList";
+    const KIND: Kind = Kind::State;
 }
 
 /// An alert of `/v1/alerts`.
@@ -341,6 +360,13 @@ impl Item for AlertItem {
     }
 }
 
+impl Resource for AlertItem {
+    const NAME: &'static str = "alerts";
+    const LIST_KIND: &'static str = "AlertList";
+    const KIND: Kind = Kind::State;
+    const SHORTHANDS: &'static [&'static str] = &["severity", "state"];
+}
+
 /// A device command of `/v1/commands`.
 #[derive(Debug)]
 pub struct CommandItem {
@@ -406,4 +432,11 @@ impl Item for CommandItem {
     fn json(&self) -> &str {
         &self.json
     }
+}
+
+impl Resource for CommandItem {
+    const NAME: &'static str = "commands";
+    const LIST_KIND: &'static str = "CommandList";
+    const KIND: Kind = Kind::State;
+    const SHORTHANDS: &'static [&'static str] = &["state"];
 }

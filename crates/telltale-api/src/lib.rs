@@ -14,30 +14,33 @@
 mod admin;
 mod alerts;
 pub mod auth;
+pub mod collection;
 pub mod commands;
 mod dashboard;
+mod feed;
 pub mod items;
 pub mod metrics;
 mod params;
 mod problem;
+pub mod registry;
 mod routes;
 pub mod rules;
 pub mod sources;
 pub mod tls;
 pub mod ws;
 
+pub use feed::feed;
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
 pub use metrics::{Metrics, NotifyCounts};
 pub use problem::Problem;
-pub use sources::Readers;
+pub use sources::{Collections, Readers};
 
-use auth::Caller;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
+use registry::{RouteTable, Routes};
 use rules::RulesFile;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -45,10 +48,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use telltale_store::auth::AuthSnapshot;
-use telltale_store::writer::{Changes, ReadingsSwitch, WriterHandle};
-use telltale_watch::{Collection, Item, Kind, SourceError};
+use telltale_store::writer::WriterHandle;
 use tokio::sync::watch;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// The `[api]` section of the hub's config.
@@ -200,11 +202,8 @@ impl ApiConfig {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub readings: Arc<Collection<ReadingItem>>,
-    pub latest: Arc<Collection<LatestItem>>,
-    pub devices: Arc<Collection<DeviceItem>>,
-    pub alerts: Arc<Collection<AlertItem>>,
-    pub commands: Arc<Collection<CommandItem>>,
+    /// Every collection the API serves.
+    pub collections: Arc<Collections>,
     pub readers: Arc<Readers>,
     /// The store's writer: acknowledgements go through it.
     pub store: WriterHandle,
@@ -261,45 +260,8 @@ impl AppState {
         rules: Arc<RulesFile>,
     ) -> Result<AppState, telltale_watch::SourceError> {
         let readers = Readers::new(db);
-        let (r, l, d) = readers.with(|r| r.collection_seqs())?;
-        let a = readers.with(|r| r.alerts_seq())?;
-        let c = readers.with(|r| r.commands_seq())?;
         Ok(AppState {
-            readings: Collection::new(
-                "readings",
-                Kind::Log,
-                epoch.clone(),
-                r,
-                Arc::new(sources::ReadingsSource(readers.clone())),
-            ),
-            latest: Collection::new(
-                "latest",
-                Kind::State,
-                epoch.clone(),
-                l,
-                Arc::new(sources::LatestSource(readers.clone())),
-            ),
-            devices: Collection::new(
-                "devices",
-                Kind::State,
-                epoch.clone(),
-                d,
-                Arc::new(sources::DevicesSource(readers.clone())),
-            ),
-            alerts: Collection::new(
-                "alerts",
-                Kind::State,
-                epoch.clone(),
-                a,
-                Arc::new(sources::AlertsSource(readers.clone())),
-            ),
-            commands: Collection::new(
-                "commands",
-                Kind::State,
-                epoch,
-                c,
-                Arc::new(sources::CommandsSource(readers.clone())),
-            ),
+            collections: Arc::new(Collections::open(&readers, epoch)?),
             auth: Arc::new(auth_for(&config, no_credentials())),
             auth_db: Arc::new(admin::AuthDbSlot::new(
                 readers.path().with_file_name("auth.db"),
@@ -373,149 +335,7 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Feeds each commit of the store to the collections' watchers, until the
-/// store's broadcast ends. A commit missed (lagging) is read back from the
-/// store, so watchers never see a gap.
-pub async fn feed(
-    state: AppState,
-    mut commits: broadcast::Receiver<Arc<Changes>>,
-    readings_switch: ReadingsSwitch,
-) {
-    loop {
-        let result = match commits.recv().await {
-            Ok(c) => {
-                // Items (and their JSON) are built only for collections
-                // someone watches; the others just move their version. The
-                // store builds reading rows only while someone watches them.
-                let watched = state.readings.has_watchers();
-                readings_switch.set(watched);
-                let r = if watched
-                    && c.readings.is_empty()
-                    && c.last_seq > state.readings.last_seq()
-                {
-                    // Written before the store knew a watcher had come.
-                    state.readings.resync().await
-                } else if watched {
-                    state
-                        .readings
-                        .publish_checked(c.readings.iter().cloned().map(ReadingItem::new).collect())
-                        .await
-                } else {
-                    state.readings.advance(c.last_seq);
-                    Ok(())
-                };
-                // Readings shared before their commit move nothing else.
-                if c.committed {
-                    state.readings.committed(c.last_seq);
-                    let l =
-                        feed_commit(&state.latest, &c.latest, c.latest_seq, LatestItem::new).await;
-                    let d = feed_commit(&state.devices, &c.devices, c.devices_seq, DeviceItem::new)
-                        .await;
-                    let a =
-                        feed_commit(&state.alerts, &c.alerts, c.alerts_seq, AlertItem::new).await;
-                    let m = feed_commit(
-                        &state.commands,
-                        &c.commands,
-                        c.commands_seq,
-                        CommandItem::new,
-                    )
-                    .await;
-                    r.and(l).and(d).and(a).and(m)
-                } else {
-                    r
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let r = state.readings.resync().await;
-                let l = state.latest.resync().await;
-                let d = state.devices.resync().await;
-                let a = state.alerts.resync().await;
-                let m = state.commands.resync().await;
-                r.and(l).and(d).and(a).and(m)
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "feeding watchers failed");
-        }
-    }
-}
-
-/// Moves a state collection to a commit: shares the rows it changed, as
-/// items, if someone watches it; otherwise only moves its version.
-async fn feed_commit<T: Item, R: Clone>(
-    coll: &Collection<T>,
-    rows: &[R],
-    seq: u64,
-    item: impl Fn(R) -> Arc<T>,
-) -> Result<(), SourceError> {
-    let r = if coll.has_watchers() {
-        coll.publish_checked(rows.iter().cloned().map(item).collect())
-            .await
-    } else {
-        coll.advance(seq);
-        Ok(())
-    };
-    coll.committed(seq);
-    r
-}
-
 type Pairs = Query<Vec<(String, String)>>;
-
-async fn readings(
-    State(s): State<AppState>,
-    Extension(c): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Pairs,
-) -> Response {
-    routes::serve_collection(&s, &c, &s.readings, "ReadingList", &headers, &q)
-        .await
-        .into_response()
-}
-
-async fn latest(
-    State(s): State<AppState>,
-    Extension(c): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Pairs,
-) -> Response {
-    routes::serve_collection(&s, &c, &s.latest, "LatestList", &headers, &q)
-        .await
-        .into_response()
-}
-
-async fn commands_list(
-    State(s): State<AppState>,
-    Extension(c): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Pairs,
-) -> Response {
-    routes::serve_collection(&s, &c, &s.commands, "CommandList", &headers, &q)
-        .await
-        .into_response()
-}
-
-async fn alerts(
-    State(s): State<AppState>,
-    Extension(c): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Pairs,
-) -> Response {
-    routes::serve_collection(&s, &c, &s.alerts, "AlertList", &headers, &q)
-        .await
-        .into_response()
-}
-
-async fn devices(
-    State(s): State<AppState>,
-    Extension(c): Extension<Caller>,
-    headers: HeaderMap,
-    Query(q): Pairs,
-) -> Response {
-    routes::serve_collection(&s, &c, &s.devices, "DeviceList", &headers, &q)
-        .await
-        .into_response()
-}
 
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let readers = s.readers.clone();
@@ -679,47 +499,70 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The API's router.
-pub fn app(state: AppState) -> Router {
-    let cors_layer =
-        (!state.config.cors_origins.is_empty()).then(|| cors(&state.config.cors_origins));
-    let router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(metrics::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/v1/readings", get(readings))
-        .route("/v1/latest", get(latest))
-        .route("/v1/devices", get(devices))
-        .route("/v1/devices/{id}", get(device))
-        .route("/v1/rejects", get(rejects))
-        .route("/v1/devices/{id}/commands", post(commands::post))
-        .route("/v1/commands", get(commands_list))
-        .route("/v1/commands/{id}", get(commands::one))
-        .route("/v1/ws", get(ws::upgrade))
-        .route("/v1/alerts", get(alerts))
-        .route("/v1/alerts/{id}", get(alerts::one))
-        .route("/v1/alerts/{id}/ack", post(alerts::ack))
-        .route("/v1/rules", get(alerts::rules).post(alerts::create_rule))
-        .route(
-            "/v1/rules/{name}",
-            get(alerts::rule)
-                .put(alerts::put_rule)
-                .delete(alerts::delete_rule),
-        )
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/whoami", get(admin::whoami))
-        .route("/v1/tokens", get(admin::tokens).post(admin::create_token))
-        .route("/v1/tokens/{id}", delete(admin::revoke_token))
-        .route(
-            "/v1/device-credentials",
-            get(admin::devices).post(admin::create_device),
-        )
-        .route(
+/// Every route of the API with what it needs, in one list: the router,
+/// the auth layer and the OpenAPI document's test all read it. A route that
+/// is not here does not exist, and one added to the router any other way is
+/// refused by the auth layer.
+pub fn routes(state: &AppState) -> Routes {
+    use auth::{Need, Scope};
+    let public = Need::Public;
+    let (read, control, admin) = (
+        Need::Scope(Scope::Read),
+        Need::Scope(Scope::Control),
+        Need::Scope(Scope::Admin),
+    );
+    let metrics = if state.config.metrics_public {
+        public
+    } else {
+        read
+    };
+    let mut r = Routes::default()
+        .get("/healthz", public, || async { "ok" })
+        .get("/readyz", public, metrics::readyz)
+        .get("/metrics", metrics, metrics::metrics)
+        .get("/v1/openapi.json", public, openapi);
+    for c in &state.collections.served {
+        r = r.collection(c.clone());
+    }
+    r.get("/v1/devices/{id}", read, device)
+        .get("/v1/rejects", read, rejects)
+        .post("/v1/devices/{id}/commands", control, commands::post)
+        .get("/v1/commands/{id}", read, commands::one)
+        .get("/v1/ws", Need::Socket, ws::upgrade)
+        .get("/v1/alerts/{id}", read, alerts::one)
+        .post("/v1/alerts/{id}/ack", control, alerts::ack)
+        .get("/v1/rules", read, alerts::rules)
+        .post("/v1/rules", admin, alerts::create_rule)
+        .get("/v1/rules/{name}", read, alerts::rule)
+        .put("/v1/rules/{name}", admin, alerts::put_rule)
+        .delete("/v1/rules/{name}", admin, alerts::delete_rule)
+        .get("/v1/whoami", read, admin::whoami)
+        .get("/v1/tokens", admin, admin::tokens)
+        .post("/v1/tokens", admin, admin::create_token)
+        .delete("/v1/tokens/{id}", admin, admin::revoke_token)
+        .get("/v1/device-credentials", admin, admin::devices)
+        .post("/v1/device-credentials", admin, admin::create_device)
+        .delete(
             "/v1/device-credentials/{device}",
-            delete(admin::revoke_device),
+            admin,
+            admin::revoke_device,
         )
         // The web dashboard: `/` and `/ui/{file}`, outside the API.
-        .merge(dashboard::router())
+        .merge_outside_api(&["/", "/ui/{file}"], dashboard::router())
+}
+
+/// The API's router.
+pub fn app(state: AppState) -> Router {
+    let (router, table) = routes(&state).finish();
+    with_layers(router, table, state)
+}
+
+/// `router` with the fallbacks and the layers every route goes through,
+/// the auth layer checking each request against `table`.
+pub fn with_layers(router: Router<AppState>, table: Arc<RouteTable>, state: AppState) -> Router {
+    let cors_layer =
+        (!state.config.cors_origins.is_empty()).then(|| cors(&state.config.cors_origins));
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost first: sizes of bodies, then who is calling.
@@ -729,7 +572,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), table),
             auth::layer,
         ))
         .with_state(state);

@@ -2,6 +2,7 @@
 //! collection (snapshot list, long poll, watch stream as SSE or NDJSON).
 
 use crate::auth::{Caller, KeyGuard};
+use crate::collection::Resource;
 use crate::items::Framed;
 use crate::params::Params;
 use crate::problem::Problem;
@@ -244,15 +245,6 @@ fn wants_sse(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
-/// The shorthands a collection takes beyond `device` and `metric`.
-pub(crate) fn extra_shorthands(name: &str) -> &'static [&'static str] {
-    match name {
-        "alerts" => &["severity", "state"],
-        "commands" => &["state"],
-        _ => &[],
-    }
-}
-
 /// A watch of `coll` as `p` and `rv_text` (a resourceVersion or
 /// Last-Event-ID) say, holding one of the hub's watch permits: shared by the
 /// HTTP streams and the WebSocket.
@@ -410,16 +402,16 @@ pub(crate) fn check_filter_lengths(
 }
 
 /// Serves one collection route.
-pub async fn serve_collection<T: Framed>(
+pub async fn serve_collection<T: Resource>(
     state: &AppState,
     caller: &Caller,
     coll: &Arc<Collection<T>>,
-    list_kind: &'static str,
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, Problem> {
+    let list_kind = T::LIST_KIND;
     check_filter_lengths(state, pairs)?;
-    let p = Params::parse(pairs, coll.kind, extra_shorthands(coll.name))?;
+    let p = Params::parse(pairs, T::KIND, T::SHORTHANDS)?;
     // The header wins where both are given (EventSource resumes with it).
     let rv_text = headers
         .get("last-event-id")

@@ -1,11 +1,12 @@
 //! The store as the watch engine's [`Source`] for each collection. Reads run
 //! on blocking threads with read-only connections kept in a small pool.
 
+use crate::collection::{served, Resource, Served};
 use crate::items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use telltale_store::{Reader, StoreError};
-use telltale_watch::{Source, SourceError};
+use telltale_watch::{Collection, Source, SourceError};
 
 /// Read-only connections to the hub's database, reused.
 #[derive(Debug)]
@@ -81,116 +82,179 @@ impl Source<ReadingItem> for ReadingsSource {
     }
 }
 
-/// `/v1/latest`: the newest reading per (device, metric).
-#[derive(Debug)]
-pub struct LatestSource(pub Arc<Readers>);
+/// A state collection's table, read through three queries: the rows
+/// changed after a seq, every row, and the collection's last seq. One
+/// source serves every state collection of the store.
+pub struct StateSource<R, T> {
+    readers: Arc<Readers>,
+    /// Rows with seq above the first argument, oldest first, at most the second.
+    after: fn(&Reader, u64, usize) -> Result<Vec<R>, StoreError>,
+    /// Every row.
+    all: fn(&Reader) -> Result<Vec<R>, StoreError>,
+    /// The collection's last committed seq.
+    seq: fn(&Reader) -> Result<u64, StoreError>,
+    /// A row as the collection's item.
+    item: fn(R) -> Arc<T>,
+}
 
-impl Source<LatestItem> for LatestSource {
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<LatestItem>>, SourceError> {
-        let rows = self.0.with(|r| r.latest_after(after, limit))?;
-        Ok(rows.into_iter().map(LatestItem::new).collect())
+impl<R, T> std::fmt::Debug for StateSource<R, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSource").finish_non_exhaustive()
     }
-    fn state(&self) -> Result<(Vec<Arc<LatestItem>>, u64), SourceError> {
+}
+
+impl<R, T> StateSource<R, T> {
+    /// A source over `readers` with the table's three queries.
+    pub fn new(
+        readers: Arc<Readers>,
+        after: fn(&Reader, u64, usize) -> Result<Vec<R>, StoreError>,
+        all: fn(&Reader) -> Result<Vec<R>, StoreError>,
+        seq: fn(&Reader) -> Result<u64, StoreError>,
+        item: fn(R) -> Arc<T>,
+    ) -> Arc<Self> {
+        Arc::new(StateSource {
+            readers,
+            after,
+            all,
+            seq,
+            item,
+        })
+    }
+}
+
+impl<R: Send + 'static, T: telltale_watch::Item> Source<T> for StateSource<R, T> {
+    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<T>>, SourceError> {
+        let rows = self.readers.with(|r| (self.after)(r, after, limit))?;
+        Ok(rows.into_iter().map(self.item).collect())
+    }
+    fn state(&self) -> Result<(Vec<Arc<T>>, u64), SourceError> {
         // One read transaction: the list and its version agree.
-        let (rows, seqs) = self
-            .0
-            .with(|r| r.snapshot(|r| Ok((r.latest_all()?, r.collection_seqs()?))))?;
-        let mut items: Vec<_> = rows.into_iter().map(LatestItem::new).collect();
-        items.sort_by(|a, b| telltale_watch::Item::key(&**a).cmp(telltale_watch::Item::key(&**b)));
-        Ok((items, seqs.1))
-    }
-    fn oldest(&self) -> Result<u64, SourceError> {
-        Ok(0)
-    }
-    fn last(&self) -> Result<u64, SourceError> {
-        Ok(self.0.with(|r| r.collection_seqs())?.1)
-    }
-    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
-        Ok(0)
-    }
-}
-
-/// `/v1/devices`.
-#[derive(Debug)]
-pub struct DevicesSource(pub Arc<Readers>);
-
-impl Source<DeviceItem> for DevicesSource {
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<DeviceItem>>, SourceError> {
-        let rows = self.0.with(|r| r.devices_after(after, limit))?;
-        Ok(rows.into_iter().map(DeviceItem::new).collect())
-    }
-    fn state(&self) -> Result<(Vec<Arc<DeviceItem>>, u64), SourceError> {
-        let (rows, seqs) = self
-            .0
-            .with(|r| r.snapshot(|r| Ok((r.devices_all()?, r.collection_seqs()?))))?;
-        let mut items: Vec<_> = rows.into_iter().map(DeviceItem::new).collect();
-        items.sort_by(|a, b| a.row.id.cmp(&b.row.id));
-        Ok((items, seqs.2))
-    }
-    fn oldest(&self) -> Result<u64, SourceError> {
-        Ok(0)
-    }
-    fn last(&self) -> Result<u64, SourceError> {
-        Ok(self.0.with(|r| r.collection_seqs())?.2)
-    }
-    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
-        Ok(0)
-    }
-}
-
-/// `/v1/alerts`: open alerts and the alert history.
-#[derive(Debug)]
-pub struct AlertsSource(pub Arc<Readers>);
-
-impl Source<AlertItem> for AlertsSource {
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<AlertItem>>, SourceError> {
-        let rows = self.0.with(|r| r.alerts_after(after, limit))?;
-        Ok(rows.into_iter().map(AlertItem::new).collect())
-    }
-    fn state(&self) -> Result<(Vec<Arc<AlertItem>>, u64), SourceError> {
         let (rows, seq) = self
-            .0
-            .with(|r| r.snapshot(|r| Ok((r.alerts_all()?, r.alerts_seq()?))))?;
-        // By id, as rows come: the key order of a state collection.
-        let mut items: Vec<_> = rows.into_iter().map(AlertItem::new).collect();
-        items.sort_by_key(|a| a.row.id);
+            .readers
+            .with(|r| r.snapshot(|r| Ok(((self.all)(r)?, (self.seq)(r)?))))?;
+        let mut items: Vec<_> = rows.into_iter().map(self.item).collect();
+        // Key order: the order of a state collection's pages.
+        items.sort_by(|a, b| a.key().cmp(b.key()));
         Ok((items, seq))
     }
-    fn oldest(&self) -> Result<u64, SourceError> {
-        Ok(0)
-    }
     fn last(&self) -> Result<u64, SourceError> {
-        self.0.with(|r| r.alerts_seq())
-    }
-    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
-        Ok(0)
+        self.readers.with(|r| (self.seq)(r))
     }
 }
 
-/// `/v1/commands`: open commands and the command history.
-#[derive(Debug)]
-pub struct CommandsSource(pub Arc<Readers>);
+/// A collection of `T` over `source`, starting at the source's last seq.
+fn open<T: Resource>(
+    epoch: &Arc<str>,
+    source: Arc<dyn Source<T>>,
+) -> Result<Arc<Collection<T>>, SourceError> {
+    let last = source.last()?;
+    Ok(Collection::new(
+        T::NAME,
+        T::KIND,
+        epoch.clone(),
+        last,
+        source,
+    ))
+}
 
-impl Source<CommandItem> for CommandsSource {
-    fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<CommandItem>>, SourceError> {
-        let rows = self.0.with(|r| r.commands_after(after, limit))?;
-        Ok(rows.into_iter().map(CommandItem::new).collect())
+/// The hub's collections over its store, made once at start. The typed
+/// handles are for the feed and for the routes that act on one
+/// collection (commands, alerts); `served` is every collection as the
+/// routes and the WebSocket serve them.
+pub struct Collections {
+    /// `/v1/readings`: the log.
+    pub readings: Arc<Collection<ReadingItem>>,
+    /// `/v1/latest`: the newest reading per (device, metric).
+    pub latest: Arc<Collection<LatestItem>>,
+    /// `/v1/devices`.
+    pub devices: Arc<Collection<DeviceItem>>,
+    /// `/v1/alerts`: open alerts and the alert history.
+    pub alerts: Arc<Collection<AlertItem>>,
+    /// `/v1/commands`: open commands and the command history.
+    pub commands: Arc<Collection<CommandItem>>,
+    /// Every collection, in registration order.
+    pub served: Vec<Arc<dyn Served>>,
+}
+
+impl std::fmt::Debug for Collections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.served.iter().map(|c| c.name()))
+            .finish()
     }
-    fn state(&self) -> Result<(Vec<Arc<CommandItem>>, u64), SourceError> {
-        let (rows, seq) = self
-            .0
-            .with(|r| r.snapshot(|r| Ok((r.commands_all()?, r.commands_seq()?))))?;
-        let mut items: Vec<_> = rows.into_iter().map(CommandItem::new).collect();
-        items.sort_by_key(|c| c.row.id);
-        Ok((items, seq))
+}
+
+impl Collections {
+    /// The collections of the store that `readers` read, whose epoch is
+    /// `epoch`.
+    pub fn open(readers: &Arc<Readers>, epoch: Arc<str>) -> Result<Collections, SourceError> {
+        let r = || readers.clone();
+        let readings = open(&epoch, Arc::new(ReadingsSource(r())))?;
+        let latest = open(
+            &epoch,
+            StateSource::new(
+                r(),
+                Reader::latest_after,
+                Reader::latest_all,
+                |r| Ok(r.collection_seqs()?.1),
+                LatestItem::new,
+            ),
+        )?;
+        let devices = open(
+            &epoch,
+            StateSource::new(
+                r(),
+                Reader::devices_after,
+                Reader::devices_all,
+                |r| Ok(r.collection_seqs()?.2),
+                DeviceItem::new,
+            ),
+        )?;
+        let alerts = open(
+            &epoch,
+            StateSource::new(
+                r(),
+                Reader::alerts_after,
+                Reader::alerts_all,
+                Reader::alerts_seq,
+                AlertItem::new,
+            ),
+        )?;
+        let commands = open(
+            &epoch,
+            StateSource::new(
+                r(),
+                Reader::commands_after,
+                Reader::commands_all,
+                Reader::commands_seq,
+                CommandItem::new,
+            ),
+        )?;
+        let served = vec![
+            served(&readings),
+            served(&latest),
+            served(&devices),
+            served(&alerts),
+            served(&commands),
+        ];
+        Ok(Collections {
+            readings,
+            latest,
+            devices,
+            alerts,
+            commands,
+            served,
+        })
     }
-    fn oldest(&self) -> Result<u64, SourceError> {
-        Ok(0)
+
+    /// The collection named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Served>> {
+        self.served.iter().find(|c| c.name() == name)
     }
-    fn last(&self) -> Result<u64, SourceError> {
-        self.0.with(|r| r.commands_seq())
-    }
-    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
-        Ok(0)
+
+    /// The names of every collection, for error messages.
+    pub fn names(&self) -> String {
+        let names: Vec<_> = self.served.iter().map(|c| c.name()).collect();
+        names.join(", ")
     }
 }

@@ -12,17 +12,15 @@
 
 use crate::auth::{Caller, KeyGuard, Scope};
 use crate::commands::CommandRequest;
-use crate::params::Params;
 use crate::problem::Problem;
-use crate::routes::{check_filter_lengths, event_json, extra_shorthands, start_watch};
-use crate::{items::Framed, AppState};
+use crate::routes::event_json;
+use crate::AppState;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use telltale_store::AckOutcome;
-use telltale_watch::{Collection, Item};
+use telltale_watch::Item;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -483,55 +481,24 @@ impl Session {
             pairs.push(((*param).to_owned(), text));
         }
         let resource = obj.get("resource").and_then(Value::as_str).unwrap_or("");
-        let st = self.state.clone();
-        let handle = match resource {
-            "readings" => self.spawn(id, &st.readings, &pairs).await?,
-            "latest" => self.spawn(id, &st.latest, &pairs).await?,
-            "devices" => self.spawn(id, &st.devices, &pairs).await?,
-            "alerts" => self.spawn(id, &st.alerts, &pairs).await?,
-            "commands" => self.spawn(id, &st.commands, &pairs).await?,
-            other => {
-                return Err(Problem {
-                    param: Some("resource".into()),
-                    ..bad(
-                        "bad_parameter",
-                        format!("unknown resource {other:?}: one of readings, latest, devices, alerts, commands"),
-                    )
-                })
-            }
+        let collections = self.state.collections.clone();
+        let Some(coll) = collections.get(resource) else {
+            return Err(Problem {
+                param: Some("resource".into()),
+                ..bad(
+                    "bad_parameter",
+                    format!(
+                        "unknown resource {resource:?}: one of {}",
+                        collections.names()
+                    ),
+                )
+            });
         };
+        let handle = coll
+            .ws_watch(&self.state, &self.caller, id, &pairs, self.out.clone())
+            .await?;
         self.watches.insert(id, handle);
         Ok(ok(id, None))
-    }
-
-    async fn spawn<T: Framed>(
-        &self,
-        id: u64,
-        coll: &Arc<Collection<T>>,
-        pairs: &[(String, String)],
-    ) -> Result<JoinHandle<()>, Problem> {
-        check_filter_lengths(&self.state, pairs)?;
-        let p = Params::parse(pairs, coll.kind, extra_shorthands(coll.name))?;
-        let rv = p.resource_version.clone();
-        let (events, permit) =
-            start_watch(&self.state, &self.caller, coll, p, rv.as_deref()).await?;
-        let (coll, out) = (coll.clone(), self.out.clone());
-        Ok(tokio::spawn(async move {
-            let _held = permit;
-            tokio::pin!(events);
-            while let Some(e) = events.next().await {
-                let event = event_json(&coll, &e).0;
-                // Waits while the socket is slow: the engine's watcher falls
-                // behind its ring and catches up from the store.
-                if out
-                    .send(format!(r#"{{"id":{id},"type":"event","event":{event}}}"#))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }))
     }
 
     fn unwatch(&mut self, id: u64, msg: &Value) -> Result<String, Problem> {
@@ -585,7 +552,7 @@ impl Session {
         let command_id = item.row.id;
         let seq = item.row.seq;
         let (coll, out, shutdown) = (
-            self.state.commands.clone(),
+            self.state.collections.commands.clone(),
             self.out.clone(),
             self.state.shutdown.clone(),
         );

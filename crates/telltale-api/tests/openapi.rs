@@ -10,8 +10,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use telltale_api::registry::RouteTable;
 use telltale_api::rules::RulesFile;
-use telltale_api::{app, ApiConfig, AppState};
+use telltale_api::{app, routes, ApiConfig, AppState};
 use telltale_store::writer::{IncomingBatch, Reject, WriteOp};
 use telltale_store::{Presence, Routing, StoreConfig};
 use telltale_wire::decode::{Reading, Value as WireValue};
@@ -19,28 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const DOC: &str = include_str!("../src/openapi.json");
-const LIB: &str = include_str!("../src/lib.rs");
 const PARAMS: &str = include_str!("../src/params.rs");
 
 fn doc() -> Value {
     serde_json::from_str(DOC).expect("openapi.json is JSON")
 }
 
-/// The paths the router serves, read from the `.route("…", …)` calls in
-/// `src/lib.rs`.
-fn router_paths() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = LIB;
-    while let Some(at) = rest.find(".route(") {
-        rest = rest[at + ".route(".len()..].trim_start();
-        let path = rest
-            .strip_prefix('"')
-            .and_then(|r| r.split_once('"'))
-            .map(|(p, _)| p)
-            .expect("a .route( call starts with a string literal path");
-        out.insert(path.to_owned());
-    }
-    out
+/// The paths the router serves: every route declared in the API's route
+/// table (`telltale_api::routes`, the one list the router is built from).
+fn router_paths(table: &RouteTable) -> BTreeSet<String> {
+    table.routes().into_iter().map(|r| r.path).collect()
 }
 
 /// The query parameters `Params::parse` takes for a collection of each kind
@@ -248,11 +237,18 @@ async fn events(router: &Router, uri: &str, until: &str) -> Vec<Value> {
 /// status message and a reject; the API over it.
 struct Fixture {
     router: Router,
+    /// What each route needs, as the router was built with.
+    table: std::sync::Arc<RouteTable>,
+    state: AppState,
     _dir: tempfile::TempDir,
     _acks: tokio::sync::mpsc::UnboundedReceiver<Vec<telltale_store::writer::AckOut>>,
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(ApiConfig::default()).await
+}
+
+async fn fixture_with(config: ApiConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("hub.db");
     let (acks_tx, acks) = tokio::sync::mpsc::unbounded_channel();
@@ -327,14 +323,16 @@ async fn fixture() -> Fixture {
     let state = AppState::new(
         db,
         writer.epoch.clone(),
-        ApiConfig::default(),
+        config,
         CancellationToken::new(),
         writer.clone(),
         rules,
     )
     .expect("state");
     Fixture {
-        router: app(state),
+        table: routes(&state).finish().1,
+        router: app(state.clone()),
+        state,
         _dir: dir,
         _acks: acks,
     }
@@ -368,9 +366,9 @@ async fn the_documented_paths_are_the_routes() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(documented, router_paths());
-
     let f = fixture().await;
+    assert_eq!(documented, router_paths(&f.table));
+
     for path in &documented {
         let methods = keys(&doc["paths"][path]);
         let known = ["get", "post", "put", "delete"].map(str::to_owned);
@@ -858,16 +856,20 @@ async fn commands_answer_as_documented() {
     }
 }
 
-#[test]
-fn each_operation_documents_the_scope_the_auth_layer_asks_for() {
+#[tokio::test]
+async fn each_operation_documents_the_scope_the_auth_layer_asks_for() {
     use telltale_api::auth::{needed, Need, Scope};
     let doc = doc();
+    let f = fixture().await;
+    let mut operations = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {
         for (method, op) in ops.as_object().expect("operations") {
             let m: axum::http::Method = method.to_ascii_uppercase().parse().expect("method");
+            operations.insert((m.clone(), path.clone()));
             let public = op["security"].as_array().is_some_and(Vec::is_empty);
             let documented = op["x-scope"].as_str();
-            match needed(&m, Some(path), false) {
+            let need = needed(&f.table, &m, Some(path)).expect("a declared route");
+            match need {
                 Need::Public => {
                     assert!(public && documented.is_none(), "{method} {path}");
                 }
@@ -895,9 +897,90 @@ fn each_operation_documents_the_scope_the_auth_layer_asks_for() {
             }
         }
     }
+    // Every declared operation is documented (and every documented one
+    // declared, above).
+    for r in f.table.routes() {
+        assert!(
+            operations.contains(&(r.method.clone(), r.path.clone())),
+            "{} {} is a route but not in the document",
+            r.method,
+            r.path
+        );
+    }
     // /metrics is public only when configured so.
+    let get = axum::http::Method::GET;
     assert_eq!(
-        needed(&axum::http::Method::GET, Some("/metrics"), true),
-        Need::Public
+        needed(&f.table, &get, Some("/metrics")),
+        Some(Need::Scope(Scope::Read))
     );
+    let public = fixture_with(ApiConfig {
+        metrics_public: true,
+        ..ApiConfig::default()
+    })
+    .await;
+    assert_eq!(
+        needed(&public.table, &get, Some("/metrics")),
+        Some(Need::Public)
+    );
+}
+
+#[tokio::test]
+async fn routes_declare_their_scope() {
+    use axum::http::Method;
+    use telltale_api::auth::{needed, Need, Scope};
+    let f = fixture().await;
+    let (read, control, admin) = (
+        Need::Scope(Scope::Read),
+        Need::Scope(Scope::Control),
+        Need::Scope(Scope::Admin),
+    );
+    let table: &[(Method, Option<&str>, Need)] = &[
+        (Method::GET, Some("/healthz"), Need::Public),
+        (Method::GET, Some("/readyz"), Need::Public),
+        (Method::GET, Some("/v1/openapi.json"), Need::Public),
+        (Method::GET, Some("/"), Need::Public),
+        (Method::HEAD, Some("/ui/{file}"), Need::Public),
+        // A path that is no route: public, it answers 404.
+        (Method::GET, None, Need::Public),
+        (Method::GET, Some("/metrics"), read),
+        (Method::GET, Some("/v1/readings"), read),
+        (Method::HEAD, Some("/v1/readings"), read),
+        (Method::GET, Some("/v1/rules"), read),
+        (Method::POST, Some("/v1/rules"), admin),
+        (Method::PUT, Some("/v1/rules/{name}"), admin),
+        (Method::POST, Some("/v1/alerts/{id}/ack"), control),
+        (Method::POST, Some("/v1/devices/{id}/commands"), control),
+        (Method::GET, Some("/v1/tokens"), admin),
+        (Method::GET, Some("/v1/ws"), Need::Socket),
+        // A method the route does not take asks the route's strictest
+        // need, then answers 405.
+        (Method::PUT, Some("/v1/readings"), read),
+        (Method::GET, Some("/v1/alerts/{id}/ack"), control),
+        (Method::PATCH, Some("/v1/rules/{name}"), admin),
+    ];
+    for (m, route, want) in table {
+        assert_eq!(needed(&f.table, m, *route), Some(*want), "{m} {route:?}");
+    }
+    // A path the router matches but nobody declared.
+    assert_eq!(needed(&f.table, &Method::GET, Some("/v1/secret")), None);
+}
+
+#[tokio::test]
+async fn an_undeclared_route_is_refused() {
+    let f = fixture().await;
+    // The hub is open (loopback, no token): anyone is admin, and still a
+    // route that declared no scope answers 403.
+    let (router, table) = routes(&f.state).finish();
+    let router = router
+        .route("/v1/undeclared", axum::routing::post(|| async { "done" }))
+        .route("/v1/rejects/raw", axum::routing::get(|| async { "rows" }));
+    let router = telltale_api::with_layers(router, table, f.state.clone());
+    for (method, uri) in [("POST", "/v1/undeclared"), ("GET", "/v1/rejects/raw")] {
+        let a = request(&router, method, uri, &[], "").await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{method} {uri}: {}", a.raw);
+        assert_eq!(a.body["code"], "route_not_declared", "{}", a.raw);
+    }
+    // The declared ones of the same router answer.
+    let a = get(&router, "/v1/readings", &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.raw);
 }

@@ -100,13 +100,19 @@ pub trait Source<T>: Send + Sync + 'static {
     /// seq it is consistent with.
     fn state(&self) -> Result<(Vec<Arc<T>>, u64), SourceError>;
     /// The smallest `after` the source can still answer without a gap (a
-    /// log: one below its oldest entry; a state collection: 0).
-    fn oldest(&self) -> Result<u64, SourceError>;
+    /// log: one below its oldest entry; a state collection: 0, which it
+    /// need not write).
+    fn oldest(&self) -> Result<u64, SourceError> {
+        Ok(0)
+    }
     /// The last committed seq.
     fn last(&self) -> Result<u64, SourceError>;
     /// A log's first seq whose item is at or after `ts_ms` (approximate; the
-    /// engine filters by time as well).
-    fn seq_at_time(&self, ts_ms: i64) -> Result<u64, SourceError>;
+    /// engine filters by time as well). State collections have no times to
+    /// start from and need not write it.
+    fn seq_at_time(&self, _ts_ms: i64) -> Result<u64, SourceError> {
+        Ok(0)
+    }
     /// Whether `seq` lies in a range of seqs that were shown to watchers
     /// but lost before their commit (the hub stopped or a commit failed).
     /// A watcher at such a seq has seen items that no longer exist.

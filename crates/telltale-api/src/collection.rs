@@ -1,0 +1,123 @@
+//! A collection as the API serves it: an object type that says its name,
+//! its list kind and its filter shorthands ([`Resource`]), over the watch
+//! engine's [`Collection`]. [`Served`] hides the object type, so that the
+//! router, the WebSocket and the feed hold every collection in one list;
+//! nothing here is written once per collection.
+
+use crate::auth::Caller;
+use crate::items::Framed;
+use crate::params::Params;
+use crate::problem::Problem;
+use crate::routes::{check_filter_lengths, event_json, serve_collection, start_watch};
+use crate::AppState;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use telltale_watch::{Collection, Kind, SourceError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// An object type served as a collection.
+pub trait Resource: Framed {
+    /// The collection's name: its route is `/v1/{NAME}`, its WebSocket
+    /// `resource` is `NAME`.
+    const NAME: &'static str;
+    /// The `kind` of its list object, such as `ReadingList`.
+    const LIST_KIND: &'static str;
+    /// Log or state.
+    const KIND: Kind;
+    /// The filter shorthands it takes beyond `device` and `metric`.
+    const SHORTHANDS: &'static [&'static str] = &[];
+}
+
+/// A collection with its object type hidden.
+pub trait Served: Send + Sync + 'static {
+    /// Its name (see [`Resource::NAME`]).
+    fn name(&self) -> &'static str;
+    /// Log or state.
+    fn kind(&self) -> Kind;
+    /// Answers one HTTP request: a list, a long poll or a stream.
+    fn http<'a>(
+        &'a self,
+        state: &'a AppState,
+        caller: &'a Caller,
+        headers: &'a HeaderMap,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<Response, Problem>>;
+    /// Starts a WebSocket watch: each event goes to `out` as the `event`
+    /// message of `id`, until the watch ends or `out` closes.
+    fn ws_watch<'a>(
+        &'a self,
+        state: &'a AppState,
+        caller: &'a Caller,
+        id: u64,
+        pairs: &'a [(String, String)],
+        out: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<JoinHandle<()>, Problem>>;
+    /// Publishes whatever the store holds beyond what was published (after
+    /// the feed missed commits).
+    fn resync(&self) -> BoxFuture<'_, Result<(), SourceError>>;
+}
+
+/// The [`Served`] form of a collection.
+pub fn served<T: Resource>(coll: &Arc<Collection<T>>) -> Arc<dyn Served> {
+    Arc::new(Registered(coll.clone()))
+}
+
+struct Registered<T: Resource>(Arc<Collection<T>>);
+
+impl<T: Resource> Served for Registered<T> {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn kind(&self) -> Kind {
+        T::KIND
+    }
+
+    fn http<'a>(
+        &'a self,
+        state: &'a AppState,
+        caller: &'a Caller,
+        headers: &'a HeaderMap,
+        pairs: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<Response, Problem>> {
+        Box::pin(serve_collection(state, caller, &self.0, headers, pairs))
+    }
+
+    fn ws_watch<'a>(
+        &'a self,
+        state: &'a AppState,
+        caller: &'a Caller,
+        id: u64,
+        pairs: &'a [(String, String)],
+        out: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<JoinHandle<()>, Problem>> {
+        Box::pin(async move {
+            check_filter_lengths(state, pairs)?;
+            let p = Params::parse(pairs, T::KIND, T::SHORTHANDS)?;
+            let rv = p.resource_version.clone();
+            let (events, permit) = start_watch(state, caller, &self.0, p, rv.as_deref()).await?;
+            let coll = self.0.clone();
+            Ok(tokio::spawn(async move {
+                let _held = permit;
+                tokio::pin!(events);
+                while let Some(e) = events.next().await {
+                    let event = event_json(&coll, &e).0;
+                    // Waits while the socket is slow: the engine's watcher
+                    // falls behind its ring and catches up from the store.
+                    let msg = format!(r#"{{"id":{id},"type":"event","event":{event}}}"#);
+                    if out.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }))
+        })
+    }
+
+    fn resync(&self) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(self.0.resync())
+    }
+}
