@@ -32,6 +32,17 @@ pub trait Resource: Framed {
     const SHORTHANDS: &'static [&'static str] = &[];
 }
 
+/// One read of a collection: who asks, and with what parameters.
+#[derive(Clone, Copy)]
+pub struct Ask<'a> {
+    /// The API's state.
+    pub state: &'a AppState,
+    /// Who asks.
+    pub caller: &'a Caller,
+    /// The query parameters (or a WebSocket watch's fields as such).
+    pub pairs: &'a [(String, String)],
+}
+
 /// A collection with its object type hidden.
 pub trait Served: Send + Sync + 'static {
     /// Its name (see [`Resource::NAME`]).
@@ -39,27 +50,20 @@ pub trait Served: Send + Sync + 'static {
     /// Log or state.
     fn kind(&self) -> Kind;
     /// Answers one HTTP request: a list, a long poll or a stream.
-    fn http<'a>(
-        &'a self,
-        state: &'a AppState,
-        caller: &'a Caller,
-        headers: &'a HeaderMap,
-        pairs: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<Response, Problem>>;
+    fn http<'a>(&'a self, ask: Ask<'a>, headers: &'a HeaderMap) -> Answer<'a, Response>;
     /// Starts a WebSocket watch: each event goes to `out` as the `event`
     /// message of `id`, until the watch ends or `out` closes.
-    fn ws_watch<'a>(
-        &'a self,
-        state: &'a AppState,
-        caller: &'a Caller,
-        id: u64,
-        pairs: &'a [(String, String)],
-        out: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<JoinHandle<()>, Problem>>;
+    fn ws_watch<'a>(&'a self, ask: Ask<'a>, id: u64, out: Outbox) -> Answer<'a, JoinHandle<()>>;
     /// Publishes whatever the store holds beyond what was published (after
     /// the feed missed commits).
     fn resync(&self) -> BoxFuture<'_, Result<(), SourceError>>;
 }
+
+/// What a [`Served`] call answers, later.
+pub type Answer<'a, T> = BoxFuture<'a, Result<T, Problem>>;
+
+/// Where a WebSocket watch sends its messages (the socket's queue).
+pub type Outbox = mpsc::Sender<String>;
 
 /// The [`Served`] form of a collection.
 pub fn served<T: Resource>(coll: &Arc<Collection<T>>) -> Arc<dyn Served> {
@@ -77,29 +81,22 @@ impl<T: Resource> Served for Registered<T> {
         T::KIND
     }
 
-    fn http<'a>(
-        &'a self,
-        state: &'a AppState,
-        caller: &'a Caller,
-        headers: &'a HeaderMap,
-        pairs: &'a [(String, String)],
-    ) -> BoxFuture<'a, Result<Response, Problem>> {
+    fn http<'a>(&'a self, ask: Ask<'a>, headers: &'a HeaderMap) -> Answer<'a, Response> {
+        let Ask {
+            state,
+            caller,
+            pairs,
+        } = ask;
         Box::pin(serve_collection(state, caller, &self.0, headers, pairs))
     }
 
-    fn ws_watch<'a>(
-        &'a self,
-        state: &'a AppState,
-        caller: &'a Caller,
-        id: u64,
-        pairs: &'a [(String, String)],
-        out: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<JoinHandle<()>, Problem>> {
+    fn ws_watch<'a>(&'a self, ask: Ask<'a>, id: u64, out: Outbox) -> Answer<'a, JoinHandle<()>> {
         Box::pin(async move {
-            check_filter_lengths(state, pairs)?;
-            let p = Params::parse(pairs, T::KIND, T::SHORTHANDS)?;
+            check_filter_lengths(ask.state, ask.pairs)?;
+            let p = Params::parse(ask.pairs, T::KIND, T::SHORTHANDS)?;
             let rv = p.resource_version.clone();
-            let (events, permit) = start_watch(state, caller, &self.0, p, rv.as_deref()).await?;
+            let started = start_watch(ask.state, ask.caller, &self.0, p, rv.as_deref());
+            let (events, permit) = started.await?;
             let coll = self.0.clone();
             Ok(tokio::spawn(async move {
                 let _held = permit;

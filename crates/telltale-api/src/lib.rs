@@ -505,6 +505,11 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 /// refused by the auth layer.
 pub fn routes(state: &AppState) -> Routes {
     use auth::{Need, Scope};
+    use axum::http::Method;
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    const PUT: Method = Method::PUT;
+    const DELETE: Method = Method::DELETE;
     let public = Need::Public;
     let (read, control, admin) = (
         Need::Scope(Scope::Read),
@@ -517,32 +522,33 @@ pub fn routes(state: &AppState) -> Routes {
         read
     };
     let mut r = Routes::default()
-        .get("/healthz", public, || async { "ok" })
-        .get("/readyz", public, metrics::readyz)
-        .get("/metrics", metrics, metrics::metrics)
-        .get("/v1/openapi.json", public, openapi);
+        .route(GET, "/healthz", public, || async { "ok" })
+        .route(GET, "/readyz", public, metrics::readyz)
+        .route(GET, "/metrics", metrics, metrics::metrics)
+        .route(GET, "/v1/openapi.json", public, openapi);
     for c in &state.collections.served {
         r = r.collection(c.clone());
     }
-    r.get("/v1/devices/{id}", read, device)
-        .get("/v1/rejects", read, rejects)
-        .post("/v1/devices/{id}/commands", control, commands::post)
-        .get("/v1/commands/{id}", read, commands::one)
-        .get("/v1/ws", Need::Socket, ws::upgrade)
-        .get("/v1/alerts/{id}", read, alerts::one)
-        .post("/v1/alerts/{id}/ack", control, alerts::ack)
-        .get("/v1/rules", read, alerts::rules)
-        .post("/v1/rules", admin, alerts::create_rule)
-        .get("/v1/rules/{name}", read, alerts::rule)
-        .put("/v1/rules/{name}", admin, alerts::put_rule)
-        .delete("/v1/rules/{name}", admin, alerts::delete_rule)
-        .get("/v1/whoami", read, admin::whoami)
-        .get("/v1/tokens", admin, admin::tokens)
-        .post("/v1/tokens", admin, admin::create_token)
-        .delete("/v1/tokens/{id}", admin, admin::revoke_token)
-        .get("/v1/device-credentials", admin, admin::devices)
-        .post("/v1/device-credentials", admin, admin::create_device)
-        .delete(
+    r.route(GET, "/v1/devices/{id}", read, device)
+        .route(GET, "/v1/rejects", read, rejects)
+        .route(POST, "/v1/devices/{id}/commands", control, commands::post)
+        .route(GET, "/v1/commands/{id}", read, commands::one)
+        .route(GET, "/v1/ws", Need::Socket, ws::upgrade)
+        .route(GET, "/v1/alerts/{id}", read, alerts::one)
+        .route(POST, "/v1/alerts/{id}/ack", control, alerts::ack)
+        .route(GET, "/v1/rules", read, alerts::rules)
+        .route(POST, "/v1/rules", admin, alerts::create_rule)
+        .route(GET, "/v1/rules/{name}", read, alerts::rule)
+        .route(PUT, "/v1/rules/{name}", admin, alerts::put_rule)
+        .route(DELETE, "/v1/rules/{name}", admin, alerts::delete_rule)
+        .route(GET, "/v1/whoami", read, admin::whoami)
+        .route(GET, "/v1/tokens", admin, admin::tokens)
+        .route(POST, "/v1/tokens", admin, admin::create_token)
+        .route(DELETE, "/v1/tokens/{id}", admin, admin::revoke_token)
+        .route(GET, "/v1/device-credentials", admin, admin::devices)
+        .route(POST, "/v1/device-credentials", admin, admin::create_device)
+        .route(
+            DELETE,
             "/v1/device-credentials/{device}",
             admin,
             admin::revoke_device,

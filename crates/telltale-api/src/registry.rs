@@ -10,7 +10,7 @@
 //! (`routes.rs`).
 
 use crate::auth::{Caller, Need};
-use crate::collection::Served;
+use crate::collection::{Ask, Served};
 use crate::AppState;
 use axum::extract::{Query, State};
 use axum::handler::Handler;
@@ -116,7 +116,7 @@ impl Default for Routes {
 
 impl Routes {
     /// Adds `handler` for `method` on `path`, needing `need`.
-    pub fn add<H, T>(mut self, method: Method, path: &str, need: Need, handler: H) -> Routes
+    pub fn route<H, T>(mut self, method: Method, path: &str, need: Need, handler: H) -> Routes
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -133,42 +133,6 @@ impl Routes {
         self
     }
 
-    /// `GET` on `path`.
-    pub fn get<H, T>(self, path: &str, need: Need, handler: H) -> Routes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::GET, path, need, handler)
-    }
-
-    /// `POST` on `path`.
-    pub fn post<H, T>(self, path: &str, need: Need, handler: H) -> Routes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::POST, path, need, handler)
-    }
-
-    /// `PUT` on `path`.
-    pub fn put<H, T>(self, path: &str, need: Need, handler: H) -> Routes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::PUT, path, need, handler)
-    }
-
-    /// `DELETE` on `path`.
-    pub fn delete<H, T>(self, path: &str, need: Need, handler: H) -> Routes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::DELETE, path, need, handler)
-    }
-
     /// A collection at `/v1/{name}`, read with a `read` token: the one
     /// generic handler for its snapshot, long poll and streams.
     pub fn collection(self, coll: Arc<dyn Served>) -> Routes {
@@ -180,13 +144,23 @@ impl Routes {
                             Query(q): Query<Vec<(String, String)>>| {
             let served = served.clone();
             async move {
+                let ask = Ask {
+                    state: &s,
+                    caller: &c,
+                    pairs: &q,
+                };
                 served
-                    .http(&s, &c, &headers, &q)
+                    .http(ask, &headers)
                     .await
                     .unwrap_or_else(IntoResponse::into_response)
             }
         };
-        self.get(&path, Need::Scope(crate::auth::Scope::Read), handler)
+        self.route(
+            Method::GET,
+            &path,
+            Need::Scope(crate::auth::Scope::Read),
+            handler,
+        )
     }
 
     /// Public `GET` routes served beside the API (the dashboard's files),

@@ -494,9 +494,12 @@ impl Session {
                 )
             });
         };
-        let handle = coll
-            .ws_watch(&self.state, &self.caller, id, &pairs, self.out.clone())
-            .await?;
+        let ask = crate::collection::Ask {
+            state: &self.state,
+            caller: &self.caller,
+            pairs: &pairs,
+        };
+        let handle = coll.ws_watch(ask, id, self.out.clone()).await?;
         self.watches.insert(id, handle);
         Ok(ok(id, None))
     }
