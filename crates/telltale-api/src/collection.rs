@@ -30,6 +30,27 @@ pub trait Resource: Framed {
     const KIND: Kind;
     /// The filter shorthands it takes beyond `device` and `metric`.
     const SHORTHANDS: &'static [&'static str] = &[];
+    /// One line on its route, for the API's document.
+    const SUMMARY: &'static str;
+    /// What an item is and when it changes, for the API's document.
+    const DESCRIPTION: &'static str;
+}
+
+/// What the API's document says of a collection.
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    /// See [`Resource::NAME`].
+    pub name: &'static str,
+    /// See [`Resource::KIND`].
+    pub kind: Kind,
+    /// See [`Resource::LIST_KIND`].
+    pub list_kind: &'static str,
+    /// See [`Resource::SHORTHANDS`].
+    pub shorthands: &'static [&'static str],
+    /// See [`Resource::SUMMARY`].
+    pub summary: &'static str,
+    /// See [`Resource::DESCRIPTION`].
+    pub description: &'static str,
 }
 
 /// One read of a collection: who asks, and with what parameters.
@@ -49,6 +70,8 @@ pub trait Served: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Log or state.
     fn kind(&self) -> Kind;
+    /// What the API's document says of it.
+    fn about(&self) -> About;
     /// Answers one HTTP request: a list, a long poll or a stream.
     fn http<'a>(&'a self, ask: Ask<'a>, headers: &'a HeaderMap) -> Answer<'a, Response>;
     /// Starts a WebSocket watch: each event goes to `out` as the `event`
@@ -79,6 +102,17 @@ impl<T: Resource> Served for Registered<T> {
 
     fn kind(&self) -> Kind {
         T::KIND
+    }
+
+    fn about(&self) -> About {
+        About {
+            name: T::NAME,
+            kind: T::KIND,
+            list_kind: T::LIST_KIND,
+            shorthands: T::SHORTHANDS,
+            summary: T::SUMMARY,
+            description: T::DESCRIPTION,
+        }
     }
 
     fn http<'a>(&'a self, ask: Ask<'a>, headers: &'a HeaderMap) -> Answer<'a, Response> {

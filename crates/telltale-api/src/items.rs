@@ -131,6 +131,8 @@ impl Resource for ReadingItem {
     const NAME: &'static str = "readings";
     const LIST_KIND: &'static str = "ReadingList";
     const KIND: Kind = Kind::Log;
+    const SUMMARY: &'static str = "Readings: list, long poll or watch";
+    const DESCRIPTION: &'static str = "The readings log (append-only; events are `ADDED`). A snapshot lists readings oldest first; a watch without `resourceVersion` or `since` starts now.";
 }
 
 /// The newest reading of one (device, metric), in `/v1/latest`.
@@ -197,6 +199,8 @@ impl Resource for LatestItem {
     const NAME: &'static str = "latest";
     const LIST_KIND: &'static str = "LatestList";
     const KIND: Kind = Kind::State;
+    const SUMMARY: &'static str = "Newest reading per (device, metric): list, long poll or watch";
+    const DESCRIPTION: &'static str = "A state collection keyed by (device, metric). A live change is a `MODIFIED` event; `sendInitialEvents=true` sends the current state first as `ADDED` events.";
 }
 
 /// A device of `/v1/devices`.
@@ -267,6 +271,8 @@ impl Resource for DeviceItem {
     const NAME: &'static str = "devices";
     const LIST_KIND: &'static str = "DeviceList";
     const KIND: Kind = Kind::State;
+    const SUMMARY: &'static str = "Devices: list, long poll or watch";
+    const DESCRIPTION: &'static str = "A state collection keyed by device id. A device changes when it is new, when its presence, agent or labels change, or when its `lastSeen` moved more than 10 s past the value last sent in an event.";
 }
 
 /// An alert of `/v1/alerts`.
@@ -365,6 +371,8 @@ impl Resource for AlertItem {
     const LIST_KIND: &'static str = "AlertList";
     const KIND: Kind = Kind::State;
     const SHORTHANDS: &'static [&'static str] = &["severity", "state"];
+    const SUMMARY: &'static str = "Alerts: list, long poll or watch";
+    const DESCRIPTION: &'static str = "A state collection keyed by alert id: open alerts and the alert history. An alert changes when it becomes pending, fires, resolves or is acknowledged. Filter with `severity`, `state`, `device`, `metric` or `filter` (fields device, metric, value, severity, state, rule, labels.<key>).";
 }
 
 /// A device command of `/v1/commands`.
@@ -439,4 +447,6 @@ impl Resource for CommandItem {
     const LIST_KIND: &'static str = "CommandList";
     const KIND: Kind = Kind::State;
     const SHORTHANDS: &'static [&'static str] = &["state"];
+    const SUMMARY: &'static str = "Commands: list, long poll or watch";
+    const DESCRIPTION: &'static str = "A state collection keyed by command id: open commands and the command history. A command changes at each step of its lifecycle. Filter with `device`, `state` or `filter` (fields device, state).";
 }

@@ -13,6 +13,7 @@
 
 mod admin;
 mod alerts;
+pub mod apidoc;
 pub mod auth;
 pub mod collection;
 pub mod commands;
@@ -418,14 +419,15 @@ async fn rejects(State(s): State<AppState>, Query(q): Pairs) -> Response {
     }
 }
 
-/// The OpenAPI 3.1 document of these routes (checked against the router by
-/// tests/openapi.rs).
-const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI 3.1 document of the routes, generated once when the router
+/// is built (`apidoc`).
+#[derive(Debug, Clone)]
+struct ApiDoc(Arc<str>);
 
-async fn openapi() -> Response {
+async fn openapi(axum::Extension(doc): axum::Extension<ApiDoc>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        doc.0.to_string(),
     )
         .into_response()
 }
@@ -504,6 +506,7 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 /// is not here does not exist, and one added to the router any other way is
 /// refused by the auth layer.
 pub fn routes(state: &AppState) -> Routes {
+    use apidoc::ops as op;
     use auth::{Need, Scope};
     use axum::http::Method;
     const GET: Method = Method::GET;
@@ -522,36 +525,91 @@ pub fn routes(state: &AppState) -> Routes {
         read
     };
     let mut r = Routes::default()
-        .route(GET, "/healthz", public, || async { "ok" })
-        .route(GET, "/readyz", public, metrics::readyz)
-        .route(GET, "/metrics", metrics, metrics::metrics)
-        .route(GET, "/v1/openapi.json", public, openapi);
+        .route(GET, "/healthz", public, || async { "ok" }, op::health())
+        .route(GET, "/readyz", public, metrics::readyz, op::ready())
+        .route(GET, "/metrics", metrics, metrics::metrics, op::metrics())
+        .route(GET, "/v1/openapi.json", public, openapi, op::openapi());
     for c in &state.collections.served {
         r = r.collection(c.clone());
     }
-    r.route(GET, "/v1/devices/{id}", read, device)
-        .route(GET, "/v1/rejects", read, rejects)
-        .route(POST, "/v1/devices/{id}/commands", control, commands::post)
-        .route(GET, "/v1/commands/{id}", read, commands::one)
-        .route(GET, "/v1/ws", Need::Socket, ws::upgrade)
-        .route(GET, "/v1/alerts/{id}", read, alerts::one)
-        .route(POST, "/v1/alerts/{id}/ack", control, alerts::ack)
-        .route(GET, "/v1/rules", read, alerts::rules)
-        .route(POST, "/v1/rules", admin, alerts::create_rule)
-        .route(GET, "/v1/rules/{name}", read, alerts::rule)
-        .route(PUT, "/v1/rules/{name}", admin, alerts::put_rule)
-        .route(DELETE, "/v1/rules/{name}", admin, alerts::delete_rule)
-        .route(GET, "/v1/whoami", read, admin::whoami)
-        .route(GET, "/v1/tokens", admin, admin::tokens)
-        .route(POST, "/v1/tokens", admin, admin::create_token)
-        .route(DELETE, "/v1/tokens/{id}", admin, admin::revoke_token)
-        .route(GET, "/v1/device-credentials", admin, admin::devices)
-        .route(POST, "/v1/device-credentials", admin, admin::create_device)
+    r.route(GET, "/v1/devices/{id}", read, device, op::device())
+        .route(GET, "/v1/rejects", read, rejects, op::rejects())
+        .route(
+            POST,
+            "/v1/devices/{id}/commands",
+            control,
+            commands::post,
+            op::send_command(),
+        )
+        .route(GET, "/v1/commands/{id}", read, commands::one, op::command())
+        .route(GET, "/v1/ws", Need::Socket, ws::upgrade, op::websocket())
+        .route(GET, "/v1/alerts/{id}", read, alerts::one, op::alert())
+        .route(
+            POST,
+            "/v1/alerts/{id}/ack",
+            control,
+            alerts::ack,
+            op::ack_alert(),
+        )
+        .route(GET, "/v1/rules", read, alerts::rules, op::rules())
+        .route(
+            POST,
+            "/v1/rules",
+            admin,
+            alerts::create_rule,
+            op::create_rule(),
+        )
+        .route(GET, "/v1/rules/{name}", read, alerts::rule, op::rule())
+        .route(
+            PUT,
+            "/v1/rules/{name}",
+            admin,
+            alerts::put_rule,
+            op::put_rule(),
+        )
+        .route(
+            DELETE,
+            "/v1/rules/{name}",
+            admin,
+            alerts::delete_rule,
+            op::delete_rule(),
+        )
+        .route(GET, "/v1/whoami", read, admin::whoami, op::whoami())
+        .route(GET, "/v1/tokens", admin, admin::tokens, op::list_tokens())
+        .route(
+            POST,
+            "/v1/tokens",
+            admin,
+            admin::create_token,
+            op::create_token(),
+        )
+        .route(
+            DELETE,
+            "/v1/tokens/{id}",
+            admin,
+            admin::revoke_token,
+            op::revoke_token(),
+        )
+        .route(
+            GET,
+            "/v1/device-credentials",
+            admin,
+            admin::devices,
+            op::list_device_credentials(),
+        )
+        .route(
+            POST,
+            "/v1/device-credentials",
+            admin,
+            admin::create_device,
+            op::create_device_credential(),
+        )
         .route(
             DELETE,
             "/v1/device-credentials/{device}",
             admin,
             admin::revoke_device,
+            op::revoke_device_credential(),
         )
         // The web dashboard: `/` and `/ui/{file}`, outside the API.
         .merge_outside_api(&["/", "/ui/{file}"], dashboard::router())
@@ -568,7 +626,9 @@ pub fn app(state: AppState) -> Router {
 pub fn with_layers(router: Router<AppState>, table: Arc<RouteTable>, state: AppState) -> Router {
     let cors_layer =
         (!state.config.cors_origins.is_empty()).then(|| cors(&state.config.cors_origins));
+    let doc = ApiDoc(apidoc::text(&table.document()).into());
     let router = router
+        .layer(axum::Extension(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost first: sizes of bodies, then who is calling.

@@ -9,6 +9,7 @@
 //! long poll and the SSE and NDJSON streams of every collection
 //! (`routes.rs`).
 
+use crate::apidoc::Op;
 use crate::auth::{Caller, Need};
 use crate::collection::{Ask, Served};
 use crate::AppState;
@@ -37,6 +38,8 @@ pub struct Declared {
 pub struct RouteTable {
     /// By path pattern, then method.
     by_path: BTreeMap<String, Vec<(Method, Need)>>,
+    /// Each API route's operation, for the OpenAPI document.
+    ops: Vec<(Method, String, Need, Op)>,
     /// Paths served beside the API (the dashboard's files): declared, but
     /// not operations of the API's document.
     outside_api: std::collections::BTreeSet<String>,
@@ -81,6 +84,15 @@ impl RouteTable {
         Lookup::OtherMethod(strictest)
     }
 
+    /// The OpenAPI document of every declared route of the API.
+    pub fn document(&self) -> serde_json::Value {
+        crate::apidoc::document(
+            self.ops
+                .iter()
+                .map(|(m, p, need, op)| (m, p.as_str(), *need, op)),
+        )
+    }
+
     /// Every declared route of the API (not the dashboard's files), by
     /// path then method.
     pub fn routes(&self) -> Vec<Declared> {
@@ -115,8 +127,16 @@ impl Default for Routes {
 }
 
 impl Routes {
-    /// Adds `handler` for `method` on `path`, needing `need`.
-    pub fn route<H, T>(mut self, method: Method, path: &str, need: Need, handler: H) -> Routes
+    /// Adds `handler` for `method` on `path`, needing `need`, described in
+    /// the API's document by `op`.
+    pub fn route<H, T>(
+        mut self,
+        method: Method,
+        path: &str,
+        need: Need,
+        handler: H,
+        op: Op,
+    ) -> Routes
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -128,7 +148,8 @@ impl Routes {
             methods.iter().all(|(m, _)| *m != method),
             "{method} {path} is registered twice"
         );
-        methods.push((method, need));
+        methods.push((method.clone(), need));
+        self.table.ops.push((method, path.to_owned(), need, op));
         self.router = self.router.route(path, on(filter, handler));
         self
     }
@@ -137,6 +158,7 @@ impl Routes {
     /// generic handler for its snapshot, long poll and streams.
     pub fn collection(self, coll: Arc<dyn Served>) -> Routes {
         let path = format!("/v1/{}", coll.name());
+        let op = Op::collection(&coll.about());
         let served = coll;
         let handler = move |State(s): State<AppState>,
                             Extension(c): Extension<Caller>,
@@ -155,12 +177,8 @@ impl Routes {
                     .unwrap_or_else(IntoResponse::into_response)
             }
         };
-        self.route(
-            Method::GET,
-            &path,
-            Need::Scope(crate::auth::Scope::Read),
-            handler,
-        )
+        let read = Need::Scope(crate::auth::Scope::Read);
+        self.route(Method::GET, &path, read, handler, op)
     }
 
     /// Public `GET` routes served beside the API (the dashboard's files),

@@ -984,3 +984,17 @@ async fn an_undeclared_route_is_refused() {
     let a = get(&router, "/v1/readings", &[]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.raw);
 }
+
+#[tokio::test]
+async fn the_committed_document_is_the_generated_one() {
+    let f = fixture().await;
+    let generated = telltale_api::apidoc::text(&f.table.document());
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/openapi.json");
+    if std::env::var_os("TELLTALE_BLESS").is_some() {
+        std::fs::write(path, &generated).expect("write src/openapi.json");
+    }
+    assert!(
+        generated == DOC,
+        "src/openapi.json is not the document the routes generate: run TELLTALE_BLESS=1 cargo test -p telltale-api --test openapi, and read the diff"
+    );
+}
