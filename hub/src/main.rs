@@ -1,7 +1,6 @@
 //! telltale-hub: command line, config, logging, signals and wiring. The work
 //! is done by the crates under crates/.
 
-mod client;
 mod commander;
 mod config;
 mod credentials;
@@ -55,9 +54,6 @@ enum Command {
         #[arg(long, default_value = "/etc/telltale/hub.toml")]
         config: PathBuf,
     },
-    /// Talk to a running hub: devices, latest values, watch, commands,
-    /// alert acks.
-    Client(client::ClientArgs),
     /// API tokens: create (printed once), list, revoke. Works while the
     /// hub runs.
     #[command(subcommand)]
@@ -94,7 +90,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Client(args) => std::process::exit(client::run(args)),
         Command::Token(cmd) => token::run(cmd),
         Command::Backup { config, to } => {
             let config = HubConfig::load(&config)?;

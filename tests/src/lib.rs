@@ -1,6 +1,7 @@
 //! Harness for the end-to-end tests: starts the real `telltale-hub` and
 //! `telltale-agent` binaries on loopback ports in a temp folder, kills and
-//! restarts them, and reads the hub's SQLite file.
+//! restarts them, and reads the hub's SQLite file. The client tests run the
+//! `telltale` binary ([`CLIENT`]) against them.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`, which
 //! the README's test command does).
@@ -12,7 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use telltale_store::Reader;
 
-/// Path of a workspace binary, beside the test executable's folder.
+/// The laptop client's binary (the `client/` package), as [`bin`] finds it.
+pub const CLIENT: &str = "telltale";
+
+/// Path of a workspace binary (`telltale-hub`, `telltale-agent`,
+/// [`CLIENT`]), beside the test executable's folder.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> → target/<profile>/<name>

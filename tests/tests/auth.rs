@@ -9,7 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use telltale_tests::{bin, curl, free_port, ws_connect_with, ws_next, CurlStream, Hub, Socket};
+use telltale_tests::{
+    bin, curl, free_port, ws_connect_with, ws_next, CurlStream, Hub, Socket, CLIENT,
+};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// Three tokens, one per scope, live on `hub`.
@@ -528,8 +530,8 @@ fn the_hubs_client_sends_its_token() {
     let t = tokens(&hub);
     telltale_tests::mosquitto_pub(hub.mqtt_port, "c1", r#"[{"n":"temp","v":3}]"#);
     let client = |args: &[&str], env: Option<&str>| {
-        let mut c = Command::new(bin("telltale-hub"));
-        c.args(["client", "--hub", &hub.url("")]).args(args);
+        let mut c = Command::new(bin(CLIENT));
+        c.args(["--hub", &hub.url("")]).args(args);
         c.env_remove("TELLTALE_TOKEN");
         if let Some(tok) = env {
             c.env("TELLTALE_TOKEN", tok);
@@ -549,15 +551,15 @@ fn the_hubs_client_sends_its_token() {
     let o = client(&["devices"], Some(&t.read));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The WebSocket too: a watch with a read token prints the devices.
-    let o = Command::new(bin("telltale-hub"))
-        .args(["client", "--hub", &hub.url(""), "--token", &t.control])
+    let o = Command::new(bin(CLIENT))
+        .args(["--hub", &hub.url(""), "--token", &t.control])
         .args(["command", "c1", "ping", "--timeout", "1", "--no-wait"])
         .output()
         .expect("client runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // A read token may not send commands.
-    let o = Command::new(bin("telltale-hub"))
-        .args(["client", "--hub", &hub.url(""), "--token", &t.read])
+    let o = Command::new(bin(CLIENT))
+        .args(["--hub", &hub.url(""), "--token", &t.read])
         .args(["command", "c1", "ping", "--timeout", "1", "--no-wait"])
         .output()
         .expect("client runs");

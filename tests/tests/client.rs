@@ -1,4 +1,4 @@
-//! `telltale-hub client` against the real hub: the devices and latest
+//! The `telltale` client against the real hub: the devices and latest
 //! tables, a watch as a child process (and its resume across a hub restart:
 //! nothing missed, nothing twice), commands refused and answered by a real
 //! agent, an alert acknowledged.
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use telltale_tests::{bin, mosquitto_pub, wait_until, Agent, Hub};
+use telltale_tests::{bin, mosquitto_pub, wait_until, Agent, Hub, CLIENT};
 
 /// Fast commits; a rule that fires at once on a temp above 10.
 fn config(rules: &Path) -> String {
@@ -24,10 +24,9 @@ fn config(rules: &Path) -> String {
     )
 }
 
-/// `telltale-hub client --hub <hub> ARGS`, to its end.
+/// `telltale --hub <hub> ARGS`, to its end.
 fn client(hub: &Hub, args: &[&str]) -> Output {
-    Command::new(bin("telltale-hub"))
-        .arg("client")
+    Command::new(bin(CLIENT))
         .args(["--hub", &hub.url("")])
         .args(args)
         .env_remove("TELLTALE_HUB")
@@ -57,8 +56,7 @@ struct Running {
 
 impl Running {
     fn start(hub: &Hub, args: &[&str]) -> Running {
-        let mut child = Command::new(bin("telltale-hub"))
-            .arg("client")
+        let mut child = Command::new(bin(CLIENT))
             .args(["--hub", &hub.url("")])
             .args(args)
             .env_remove("TELLTALE_HUB")
@@ -232,8 +230,8 @@ fn devices_latest_watch_ack_and_a_refused_command() {
     assert_eq!(o.status.code(), Some(2));
 
     // A hub that is not there: exit 3, said plainly.
-    let o = Command::new(bin("telltale-hub"))
-        .args(["client", "--hub", "http://127.0.0.1:1", "devices"])
+    let o = Command::new(bin(CLIENT))
+        .args(["--hub", "http://127.0.0.1:1", "devices"])
         .output()
         .expect("client runs");
     assert_eq!(o.status.code(), Some(3));
