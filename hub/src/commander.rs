@@ -112,7 +112,7 @@ enum Step {
 }
 
 fn step(c: &CommandRow, online: Option<bool>, now: i64, published: bool) -> Option<Step> {
-    let state = CommandState::parse(&c.state)?;
+    let state = c.state;
     let late = now >= c.deadline_ms;
     match state {
         CommandState::Queued if late => Some(Step::End(
@@ -178,7 +178,7 @@ mod tests {
             device: "d".into(),
             name: "ping".into(),
             params: "{}".into(),
-            state: state.into(),
+            state: CommandState::parse(state).expect("a known state"),
             created_ms: 0,
             deadline_ms,
             sent_ms: None,

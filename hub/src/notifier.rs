@@ -307,7 +307,9 @@ fn notification(row: &NotifyRow, alert: &AlertRow) -> Result<Notification, Strin
         "resolved" => NotificationKind::Resolved,
         other => return Err(format!("unknown notification kind {other:?}")),
     };
-    let state = if alert.state == "resolved" || kind == NotificationKind::Resolved {
+    let state = if alert.state == telltale_store::AlertState::Resolved
+        || kind == NotificationKind::Resolved
+    {
         AlertState::Resolved
     } else {
         AlertState::Firing
@@ -392,7 +394,7 @@ mod tests {
             rule: "freezer-warm".into(),
             device: "freezer-3".into(),
             metric: "temp".into(),
-            state: state.into(),
+            state: telltale_store::AlertState::parse(state).expect("a known state"),
             severity: "major".into(),
             summary: "now".into(),
             labels: BTreeMap::from([("site".into(), "north".into())]),

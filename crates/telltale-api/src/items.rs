@@ -346,7 +346,7 @@ impl Fields for AlertItem {
             Field::Metric => Some(FieldValue::Str(&r.metric)),
             Field::Value => self.value.as_ref().and_then(value_field),
             Field::Severity => Some(FieldValue::Str(&r.severity)),
-            Field::State => Some(FieldValue::Str(&r.state)),
+            Field::State => Some(FieldValue::Str(r.state.as_str())),
             Field::Rule => Some(FieldValue::Str(&r.rule)),
             Field::Label(k) => r.labels.get(k).map(|v| FieldValue::Str(v)),
             Field::Unit => None,
@@ -424,7 +424,7 @@ impl Fields for CommandItem {
     fn field(&self, f: Field<'_>) -> Option<FieldValue<'_>> {
         match f {
             Field::Device => Some(FieldValue::Str(&self.row.device)),
-            Field::State => Some(FieldValue::Str(&self.row.state)),
+            Field::State => Some(FieldValue::Str(self.row.state.as_str())),
             _ => None,
         }
     }

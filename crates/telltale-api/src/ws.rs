@@ -580,8 +580,7 @@ impl Session {
                 if item.row.id != command_id {
                     continue;
                 }
-                let done = telltale_store::commands::CommandState::parse(&item.row.state)
-                    .is_some_and(|s| s.is_final());
+                let done = item.row.state.is_final();
                 let event = event_json(&coll, &e).0;
                 if out
                     .send(format!(r#"{{"id":{id},"type":"event","event":{event}}}"#))

@@ -10,16 +10,150 @@
 //! The `alerts` table is the alerts collection of the watch API (its own
 //! sequence, `meta.alerts_seq`) and the alert history: a ring of its own,
 //! bounded by `StoreConfig::max_alerts` resolved alerts and never touched by
-//! the readings' retention.
+//! the readings' retention. Notifications are queued in `notify_outbox`
+//! ([`crate::notify`]) and deleted with their alert.
+//!
+//! Uses `meta`, `devices` (stored labels), `notify` and the [`Reader`] type;
+//! reads `latest` and `names` to rebuild the engine.
 
-use crate::reader::{parse_labels, AlertRow, NotifyRow};
-use crate::schema;
+use crate::devices::parse_labels;
+use crate::meta;
+use crate::notify::{self, Queued};
+use crate::reader::{bad_state, Reader};
 use crate::StoreError;
+use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use telltale_rules::{AlertKey, AlertSnapshot, AlertState, Engine, EngineState, RuleSet};
+use telltale_rules::AlertState as EngineAlertState;
+use telltale_rules::{AlertKey, AlertSnapshot, Engine, EngineState, RuleSet};
 use telltale_rules::{SeriesState, Transition};
+
+/// Version 3 of the hub database: the alerts collection and history, one
+/// open (pending or firing) alert per rule and series. Times are hub time
+/// in ms.
+pub(crate) const SCHEMA_V3: &str = "
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        device TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        state TEXT NOT NULL,          -- pending, firing, resolved
+        severity TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        labels TEXT NOT NULL,         -- the rule's labels, a JSON object
+        value TEXT,                   -- JSON: the value that caused the last change
+        threshold TEXT NOT NULL,
+        started INTEGER NOT NULL,     -- became pending (or firing at once)
+        fired INTEGER,
+        resolved INTEGER,
+        updated INTEGER NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        ack_by TEXT,
+        ack_at INTEGER,
+        ack_note TEXT,
+        notified INTEGER              -- when the last notification was queued
+    );
+    CREATE UNIQUE INDEX alerts_open ON alerts(rule, device, metric) WHERE state != 'resolved';
+    CREATE UNIQUE INDEX alerts_by_seq ON alerts(seq);
+    ";
+
+/// A stored alert's state: `pending` (its condition holds, its `for` has
+/// not passed), `firing`, or `resolved` (over; it stays in the history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertState {
+    Pending,
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    /// As stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    /// From its stored text.
+    pub fn parse(s: &str) -> Option<AlertState> {
+        Some(match s {
+            "pending" => AlertState::Pending,
+            "firing" => AlertState::Firing,
+            "resolved" => AlertState::Resolved,
+            _ => return None,
+        })
+    }
+
+    /// Whether the alert is still open (pending or firing).
+    pub fn is_open(self) -> bool {
+        self != AlertState::Resolved
+    }
+}
+
+impl std::fmt::Display for AlertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for AlertState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl ToSql for AlertState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// An alert: an item of the alerts collection and of the alert history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    /// The alert's id (stable across its changes).
+    pub id: u64,
+    /// Sequence number in the alerts collection: its last change.
+    pub seq: u64,
+    /// The rule that raised it.
+    pub rule: String,
+    /// The series: device id.
+    pub device: String,
+    /// The series: metric.
+    pub metric: String,
+    /// Where it is in its lifecycle.
+    pub state: AlertState,
+    /// The rule's severity.
+    pub severity: String,
+    /// Human-readable text, rendered from the rule's template.
+    pub summary: String,
+    /// The rule's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The value behind the last change, as JSON text (`None` for no-data).
+    pub value: Option<String>,
+    /// The rule's threshold as text.
+    pub threshold: String,
+    /// When it became pending (or firing at once), hub time (ms).
+    pub started_ms: i64,
+    /// When it began firing.
+    pub fired_ms: Option<i64>,
+    /// When it resolved.
+    pub resolved_ms: Option<i64>,
+    /// Its last change.
+    pub updated_ms: i64,
+    /// Whether a person acknowledged it.
+    pub acknowledged: bool,
+    /// Who acknowledged it.
+    pub ack_by: Option<String>,
+    /// When.
+    pub ack_at_ms: Option<i64>,
+    /// Their note.
+    pub ack_note: Option<String>,
+}
 
 /// Which sinks get a notification for a rule (its own `notify` list, or
 /// the sinks configured for a severity). Given by the hub, which knows the
@@ -51,20 +185,11 @@ pub enum AckOutcome {
     Resolved(AlertRow),
 }
 
-/// How one delivery attempt of a notification went.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
-    /// The sink took it.
-    Sent,
-    /// Try again at this hub time (ms), after this error.
-    Retry { next_at_ms: i64, error: String },
-    /// Never delivered: a permanent error, or the retries ran out.
-    GaveUp { error: String },
-}
-
 /// The writer's alert state.
 pub(crate) struct Alerts {
+    /// The rules engine, restored from the database.
     pub(crate) engine: Engine,
+    /// Where each rule's notifications go.
     routing: Routing,
     /// When repeat notifications were last looked for (ms).
     repeats_checked: i64,
@@ -175,8 +300,8 @@ impl Alerts {
         let labels = serde_json::to_string(&t.labels).unwrap_or_else(|_| "{}".into());
         let seq = *next_seq;
         let id = match (t.to, open) {
-            (AlertState::Pending | AlertState::Firing, None) => {
-                let firing = t.to == AlertState::Firing;
+            (EngineAlertState::Pending | EngineAlertState::Firing, None) => {
+                let firing = t.to == EngineAlertState::Firing;
                 tx.prepare_cached(
                     "INSERT INTO alerts(seq, rule, device, metric, state, severity, summary,
                          labels, value, threshold, started, fired, updated)
@@ -187,7 +312,7 @@ impl Alerts {
                     t.key.rule,
                     t.key.device,
                     t.key.metric,
-                    state_text(t.to),
+                    stored_state(t.to),
                     t.severity,
                     t.summary,
                     labels,
@@ -199,7 +324,7 @@ impl Alerts {
                 ])?;
                 tx.last_insert_rowid()
             }
-            (AlertState::Pending | AlertState::Firing, Some(id)) => {
+            (EngineAlertState::Pending | EngineAlertState::Firing, Some(id)) => {
                 tx.prepare_cached(
                     "UPDATE alerts SET seq = ?2, state = ?3, summary = ?4, value = ?5,
                          fired = CASE WHEN ?3 = 'firing' THEN coalesce(fired, ?6) ELSE fired END,
@@ -209,7 +334,7 @@ impl Alerts {
                 .execute(params![
                     id,
                     seq as i64,
-                    state_text(t.to),
+                    stored_state(t.to),
                     t.summary,
                     value,
                     t.at,
@@ -217,7 +342,7 @@ impl Alerts {
                 ])?;
                 id
             }
-            (AlertState::Resolved, Some(id)) => {
+            (EngineAlertState::Resolved, Some(id)) => {
                 tx.prepare_cached(
                     "UPDATE alerts SET seq = ?2, state = 'resolved', value = coalesce(?3, value),
                          resolved = ?4, updated = ?5
@@ -228,13 +353,13 @@ impl Alerts {
             }
             // Nothing open to resolve (its row left the ring, or it never
             // got one): nothing to write.
-            (AlertState::Resolved | AlertState::Inactive, _) => return Ok(None),
+            (EngineAlertState::Resolved | EngineAlertState::Inactive, _) => return Ok(None),
         };
         *next_seq += 1;
-        schema::meta_set(tx, "alerts_seq", &seq.to_string())?;
+        meta::set_seq(tx, meta::ALERTS_SEQ, seq)?;
         let notify = match t.to {
-            AlertState::Firing => Some("firing"),
-            AlertState::Resolved if t.was_firing => Some("resolved"),
+            EngineAlertState::Firing => Some("firing"),
+            EngineAlertState::Resolved if t.was_firing => Some("resolved"),
             _ => None,
         };
         if let Some(kind) = notify {
@@ -274,11 +399,15 @@ impl Alerts {
             .map(|r| r.notify.clone())
             .unwrap_or_default();
         for sink in (self.routing.0)(&own, severity) {
-            tx.prepare_cached(
-                "INSERT INTO notify_outbox(alert, sink, kind, at, value, summary, created, next_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-            )?
-            .execute(params![id, sink, kind, at, value, summary, now])?;
+            let n = Queued {
+                alert: id,
+                sink: &sink,
+                kind,
+                at,
+                value,
+                summary,
+            };
+            notify::enqueue(tx, &n, now)?;
         }
         tx.prepare_cached("UPDATE alerts SET notified = ?2 WHERE id = ?1")?
             .execute(params![id, at])?;
@@ -350,7 +479,7 @@ pub(crate) fn ack(
     let Some(row) = alert_by_id(tx, id as i64)? else {
         return Ok(AckOutcome::NotFound);
     };
-    if row.state == "resolved" {
+    if row.state == AlertState::Resolved {
         return Ok(AckOutcome::Resolved(row));
     }
     let seq = *next_seq;
@@ -361,43 +490,11 @@ pub(crate) fn ack(
     )?
     .execute(params![id as i64, seq as i64, by, now, note])?;
     *next_seq += 1;
-    schema::meta_set(tx, "alerts_seq", &seq.to_string())?;
+    meta::set_seq(tx, meta::ALERTS_SEQ, seq)?;
     Ok(match alert_by_id(tx, id as i64)? {
         Some(row) => AckOutcome::Done(row),
         None => AckOutcome::NotFound,
     })
-}
-
-/// Records how a delivery attempt went.
-pub(crate) fn delivered(
-    tx: &Connection,
-    id: u64,
-    outcome: &Delivery,
-    now: i64,
-) -> Result<(), StoreError> {
-    match outcome {
-        Delivery::Sent => tx
-            .prepare_cached(
-                "UPDATE notify_outbox SET done = 1, done_at = ?2, attempts = attempts + 1,
-                     last_error = NULL
-                 WHERE id = ?1 AND done = 0",
-            )?
-            .execute(params![id as i64, now])?,
-        Delivery::Retry { next_at_ms, error } => tx
-            .prepare_cached(
-                "UPDATE notify_outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3
-                 WHERE id = ?1 AND done = 0",
-            )?
-            .execute(params![id as i64, next_at_ms, error])?,
-        Delivery::GaveUp { error } => tx
-            .prepare_cached(
-                "UPDATE notify_outbox SET done = 2, done_at = ?2, attempts = attempts + 1,
-                     last_error = ?3
-                 WHERE id = ?1 AND done = 0",
-            )?
-            .execute(params![id as i64, now, error])?,
-    };
-    Ok(())
 }
 
 /// Keeps at most `max` resolved alerts (and their notifications), oldest
@@ -410,23 +507,24 @@ pub(crate) fn trim_history(tx: &Connection, max: u64) -> Result<(), StoreError> 
         .query_row([max as i64], |r| r.get(0))
         .optional()?;
     if let Some(cut) = cut {
-        tx.prepare_cached(
-            "DELETE FROM notify_outbox WHERE alert IN
-                 (SELECT id FROM alerts WHERE state = 'resolved' AND id <= ?1)",
-        )?
-        .execute([cut])?;
+        notify::delete_of(
+            tx,
+            "SELECT id FROM alerts WHERE state = 'resolved' AND id <= ?1",
+            cut,
+        )?;
         tx.prepare_cached("DELETE FROM alerts WHERE state = 'resolved' AND id <= ?1")?
             .execute([cut])?;
     }
     Ok(())
 }
 
-fn state_text(s: AlertState) -> &'static str {
+/// An engine state as stored (the engine never hands out `Inactive` to
+/// store; it is written as `pending` should it ever be).
+fn stored_state(s: EngineAlertState) -> AlertState {
     match s {
-        AlertState::Inactive => "inactive",
-        AlertState::Pending => "pending",
-        AlertState::Firing => "firing",
-        AlertState::Resolved => "resolved",
+        EngineAlertState::Inactive | EngineAlertState::Pending => AlertState::Pending,
+        EngineAlertState::Firing => AlertState::Firing,
+        EngineAlertState::Resolved => AlertState::Resolved,
     }
 }
 
@@ -435,14 +533,14 @@ fn state_text(s: AlertState) -> &'static str {
 fn save_rules(tx: &Connection, rules: &RuleSet) -> Result<(), StoreError> {
     let list: Vec<_> = rules.rules().collect();
     let text = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-    schema::meta_set(tx, "rules", &text)
+    meta::set(tx, meta::RULES, &text)
 }
 
 /// What the engine must carry on from, read back from the database: the
 /// rules of the last run, device labels, every series with its device's
 /// last message as its last reading (hub time), and the open alerts.
 fn engine_state(conn: &Connection) -> Result<EngineState, StoreError> {
-    let rules = schema::meta_get(conn, "rules")?
+    let rules = meta::get(conn, meta::RULES)?
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let mut devices = BTreeMap::new();
@@ -482,9 +580,9 @@ fn engine_state(conn: &Connection) -> Result<EngineState, StoreError> {
             let started: i64 = r.get(4)?;
             let fired: Option<i64> = r.get(5)?;
             let value: Option<String> = r.get(6)?;
-            let (state, since) = match state.as_str() {
-                "firing" => (AlertState::Firing, fired.unwrap_or(started)),
-                _ => (AlertState::Pending, started),
+            let (state, since) = match AlertState::parse(&state) {
+                Some(AlertState::Firing) => (EngineAlertState::Firing, fired.unwrap_or(started)),
+                _ => (EngineAlertState::Pending, started),
             };
             Ok(AlertSnapshot {
                 key: AlertKey {
@@ -507,18 +605,19 @@ fn engine_state(conn: &Connection) -> Result<EngineState, StoreError> {
     })
 }
 
-pub(crate) const ALERT_COLUMNS: &str = "id, seq, rule, device, metric, state, severity, summary,
+const ALERT_COLUMNS: &str = "id, seq, rule, device, metric, state, severity, summary,
     labels, value, threshold, started, fired, resolved, updated, acked, ack_by, ack_at, ack_note";
 
-pub(crate) fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
+fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
     let labels: String = r.get(8)?;
+    let state: String = r.get(5)?;
     Ok(AlertRow {
         id: r.get::<_, i64>(0)? as u64,
         seq: r.get::<_, i64>(1)? as u64,
         rule: r.get(2)?,
         device: r.get(3)?,
         metric: r.get(4)?,
-        state: r.get(5)?,
+        state: AlertState::parse(&state).ok_or_else(|| bad_state(5, &state))?,
         severity: r.get(6)?,
         summary: r.get(7)?,
         labels: parse_labels(&labels).unwrap_or_default(),
@@ -535,29 +634,34 @@ pub(crate) fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
     })
 }
 
-pub(crate) fn alert_by_id(conn: &Connection, id: i64) -> Result<Option<AlertRow>, StoreError> {
+fn alert_by_id(conn: &Connection, id: i64) -> Result<Option<AlertRow>, StoreError> {
     Ok(conn
         .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))?
         .query_row([id], alert_row)
         .optional()?)
 }
 
-pub(crate) fn notify_row(r: &Row<'_>) -> rusqlite::Result<NotifyRow> {
-    Ok(NotifyRow {
-        id: r.get::<_, i64>(0)? as u64,
-        alert: r.get::<_, i64>(1)? as u64,
-        sink: r.get(2)?,
-        kind: r.get(3)?,
-        at_ms: r.get(4)?,
-        value: r.get(5)?,
-        summary: r.get(6)?,
-        created_ms: r.get(7)?,
-        attempts: r.get::<_, i64>(8)? as u32,
-        next_at_ms: r.get(9)?,
-        last_error: r.get(10)?,
-        done: r.get::<_, i64>(11)? as u8,
-    })
-}
+impl Reader {
+    /// Last seq of the alerts collection.
+    pub fn alerts_seq(&self) -> Result<u64, StoreError> {
+        meta::seq(&self.conn, meta::ALERTS_SEQ)
+    }
 
-pub(crate) const NOTIFY_COLUMNS: &str =
-    "id, alert, sink, kind, at, value, summary, created, attempts, next_at, last_error, done";
+    /// Every alert held (open and history), by id.
+    pub fn alerts_all(&self) -> Result<Vec<AlertRow>, StoreError> {
+        let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts ORDER BY id");
+        self.rows(&sql, [], alert_row)
+    }
+
+    /// Alerts that changed after `seq`, in seq order, at most `limit`.
+    pub fn alerts_after(&self, seq: u64, limit: usize) -> Result<Vec<AlertRow>, StoreError> {
+        let sql =
+            format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        self.rows(&sql, [seq as i64, limit as i64], alert_row)
+    }
+
+    /// One alert.
+    pub fn alert(&self, id: u64) -> Result<Option<AlertRow>, StoreError> {
+        alert_by_id(&self.conn, id as i64)
+    }
+}

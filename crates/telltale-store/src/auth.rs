@@ -14,13 +14,35 @@
 //! the command line takes effect within the poll interval.
 
 use crate::config::Synchronous;
-use crate::schema::{self, Kind};
+use crate::meta;
+use crate::schema::{self, Migration};
 use crate::{now_ms, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
+
+/// Migrations of the credentials database (see `schema.rs`).
+const MIGRATIONS: &[Migration] = &[&["
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,          -- public, part of the token text
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL,          -- read | control | admin
+        hash BLOB NOT NULL,           -- SHA-256 of the token text
+        created INTEGER NOT NULL,
+        revoked INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked IS NULL;
+    CREATE TABLE device_credentials (
+        device TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL UNIQUE,  -- certificate O and topic prefix
+        hash BLOB NOT NULL,           -- SHA-256 of the password
+        created INTEGER NOT NULL,
+        revoked INTEGER
+    ) WITHOUT ROWID;
+    "]];
 
 /// What a token may do. Each scope includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,7 +168,7 @@ impl AuthDb {
     /// Opens (creating if needed) the credentials database at `path`.
     /// The file is made readable by its owner only.
     pub fn open(path: &Path) -> Result<AuthDb, StoreError> {
-        let conn = schema::open(path, Kind::Auth, Synchronous::Full)?;
+        let conn = schema::open(path, MIGRATIONS, Synchronous::Full)?;
         {
             use std::os::unix::fs::PermissionsExt;
             let owner_only = std::fs::Permissions::from_mode(0o600);
@@ -158,12 +180,12 @@ impl AuthDb {
 
     /// The change counter: moves on every change to any credential.
     pub fn generation(&self) -> Result<u64, StoreError> {
-        schema::meta_seq(&self.conn, "generation")
+        meta::seq(&self.conn, "generation")
     }
 
     fn bump(tx: &Connection) -> Result<(), StoreError> {
-        let g = schema::meta_seq(tx, "generation")? + 1;
-        schema::meta_set(tx, "generation", &g.to_string())
+        let g = meta::seq(tx, "generation")? + 1;
+        meta::set(tx, "generation", &g.to_string())
     }
 
     /// Creates a token. Names are unique among tokens not revoked.
@@ -316,7 +338,7 @@ impl AuthDb {
     /// Everything the hub checks against, read in one transaction.
     pub fn snapshot(&mut self) -> Result<AuthSnapshot, StoreError> {
         let tx = self.conn.transaction()?;
-        let generation = schema::meta_seq(&tx, "generation")?;
+        let generation = meta::seq(&tx, "generation")?;
         let mut tokens = HashMap::new();
         {
             let mut stmt = tx.prepare(

@@ -4,11 +4,75 @@
 //! delivery) or `timeout` (delivered, no result by the deadline). A state
 //! only moves forward; a finished command never changes again. Each change
 //! takes the next seq of the commands collection (`meta.commands_seq`).
+//!
+//! The `commands` table is that collection and the command history, a ring
+//! of its own (finished commands beyond `StoreConfig::max_commands` are
+//! deleted, oldest first). Uses `meta` and the [`Reader`] type.
 
-use crate::reader::CommandRow;
-use crate::schema;
+use crate::meta;
+use crate::reader::{bad_state, Reader};
 use crate::StoreError;
+use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// Version 4 of the hub database: the commands collection and history.
+pub(crate) const SCHEMA_V4: &str = "
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        device TEXT NOT NULL,
+        name TEXT NOT NULL,
+        params TEXT NOT NULL,         -- JSON object
+        state TEXT NOT NULL,          -- queued, sent, delivered, succeeded, failed, expired, timeout
+        created INTEGER NOT NULL,
+        deadline INTEGER NOT NULL,
+        sent INTEGER,
+        delivered INTEGER,
+        finished INTEGER,
+        output TEXT,                  -- JSON, from the device
+        reason TEXT,
+        idem_key TEXT,                -- the client's Idempotency-Key
+        updated INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX commands_by_seq ON commands(seq);
+    CREATE UNIQUE INDEX commands_idem ON commands(idem_key) WHERE idem_key IS NOT NULL;
+    CREATE INDEX commands_open ON commands(id) WHERE state IN ('queued', 'sent', 'delivered');
+    ";
+
+/// A device command: an item of the commands collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRow {
+    /// Its id.
+    pub id: u64,
+    /// Sequence number in the commands collection: its last change.
+    pub seq: u64,
+    /// The device it is for.
+    pub device: String,
+    /// Its name.
+    pub name: String,
+    /// Its parameters, a JSON object as text.
+    pub params: String,
+    /// Where it is in its lifecycle.
+    pub state: CommandState,
+    /// Hub time (ms) it was created.
+    pub created_ms: i64,
+    /// Hub time (ms) after which it expires or times out.
+    pub deadline_ms: i64,
+    /// When it was published to the device.
+    pub sent_ms: Option<i64>,
+    /// When the device confirmed receipt.
+    pub delivered_ms: Option<i64>,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// The device's output, JSON text.
+    pub output: Option<String>,
+    /// Why it failed, expired or timed out.
+    pub reason: Option<String>,
+    /// The client's idempotency key.
+    pub idem_key: Option<String>,
+    /// Its last change.
+    pub updated_ms: i64,
+}
 
 /// A command's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +130,24 @@ impl CommandState {
     }
 }
 
+impl std::fmt::Display for CommandState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for CommandState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl ToSql for CommandState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
 /// A new command, as the API asks for it.
 #[derive(Debug, Clone)]
 pub struct NewCommand {
@@ -113,17 +195,18 @@ pub fn parse_wire_id(epoch: &str, text: &str) -> Option<u64> {
     id.parse().ok()
 }
 
-pub(crate) const COMMAND_COLUMNS: &str = "id, seq, device, name, params, state, created, deadline,
+const COMMAND_COLUMNS: &str = "id, seq, device, name, params, state, created, deadline,
     sent, delivered, finished, output, reason, idem_key, updated";
 
-pub(crate) fn command_row(r: &Row<'_>) -> rusqlite::Result<CommandRow> {
+fn command_row(r: &Row<'_>) -> rusqlite::Result<CommandRow> {
+    let state: String = r.get(5)?;
     Ok(CommandRow {
         id: r.get::<_, i64>(0)? as u64,
         seq: r.get::<_, i64>(1)? as u64,
         device: r.get(2)?,
         name: r.get(3)?,
         params: r.get(4)?,
-        state: r.get(5)?,
+        state: CommandState::parse(&state).ok_or_else(|| bad_state(5, &state))?,
         created_ms: r.get(6)?,
         deadline_ms: r.get(7)?,
         sent_ms: r.get(8)?,
@@ -136,7 +219,7 @@ pub(crate) fn command_row(r: &Row<'_>) -> rusqlite::Result<CommandRow> {
     })
 }
 
-pub(crate) fn command_by_id(conn: &Connection, id: i64) -> Result<Option<CommandRow>, StoreError> {
+fn command_by_id(conn: &Connection, id: i64) -> Result<Option<CommandRow>, StoreError> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COMMAND_COLUMNS} FROM commands WHERE id = ?1"
@@ -198,9 +281,7 @@ pub(crate) fn update(
         tracing::warn!(command = u.id, device = ?u.device, "a device reported on another device's command; ignored");
         return Ok(None);
     }
-    let Some(old) = CommandState::parse(&row.state) else {
-        return Ok(None);
-    };
+    let old = row.state;
     if old.is_final() || u.state.rank() <= old.rank() {
         return Ok(None);
     }
@@ -219,7 +300,7 @@ pub(crate) fn update(
     .execute(params![
         u.id as i64,
         seq as i64,
-        u.state.as_str(),
+        u.state,
         now,
         u.output,
         u.reason
@@ -236,7 +317,7 @@ pub(crate) fn update(
 fn take_seq(tx: &Connection, next_seq: &mut u64) -> Result<u64, StoreError> {
     let seq = *next_seq;
     *next_seq += 1;
-    schema::meta_set(tx, "commands_seq", &seq.to_string())?;
+    meta::set_seq(tx, meta::COMMANDS_SEQ, seq)?;
     Ok(seq)
 }
 
@@ -256,4 +337,37 @@ pub(crate) fn trim_history(tx: &Connection, max: u64) -> Result<(), StoreError> 
         .execute([cut])?;
     }
     Ok(())
+}
+
+impl Reader {
+    /// Last seq of the commands collection.
+    pub fn commands_seq(&self) -> Result<u64, StoreError> {
+        meta::seq(&self.conn, meta::COMMANDS_SEQ)
+    }
+
+    /// Every command held, by id.
+    pub fn commands_all(&self) -> Result<Vec<CommandRow>, StoreError> {
+        let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands ORDER BY id");
+        self.rows(&sql, [], command_row)
+    }
+
+    /// Commands that changed after `seq`, in seq order, at most `limit`.
+    pub fn commands_after(&self, seq: u64, limit: usize) -> Result<Vec<CommandRow>, StoreError> {
+        let sql =
+            format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        self.rows(&sql, [seq as i64, limit as i64], command_row)
+    }
+
+    /// Commands not finished yet (queued, sent or delivered), by id.
+    pub fn commands_open(&self) -> Result<Vec<CommandRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COMMAND_COLUMNS} FROM commands WHERE state IN ('queued', 'sent', 'delivered') ORDER BY id"
+        );
+        self.rows(&sql, [], command_row)
+    }
+
+    /// One command.
+    pub fn command(&self, id: u64) -> Result<Option<CommandRow>, StoreError> {
+        command_by_id(&self.conn, id as i64)
+    }
 }

@@ -6,11 +6,23 @@
 //! file was deleted) from an old one.
 
 use crate::config::Synchronous;
-use crate::schema::{self, Kind};
+use crate::meta;
+use crate::schema::{self, Migration};
 use crate::{now_ms, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use telltale_wire::BatchId;
+
+/// Migrations of the agent's outbox database (see `schema.rs`).
+const MIGRATIONS: &[Migration] = &[&["
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL,
+        readings INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    "]];
 
 /// A batch waiting for its ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,18 +46,18 @@ impl Outbox {
     /// Opens or creates the outbox at `path`, holding at most `max_bytes` of
     /// payloads.
     pub fn open(path: &Path, max_bytes: u64) -> Result<Outbox, StoreError> {
-        let conn = schema::open(path, Kind::Outbox, Synchronous::Full)?;
-        let id = match schema::meta_get(&conn, "outbox_id")? {
+        let conn = schema::open(path, MIGRATIONS, Synchronous::Full)?;
+        let id = match meta::get(&conn, "outbox_id")? {
             Some(v) => v.parse().unwrap_or(1),
             None => {
                 // Below 2^53 so that JSON readers keep it exact.
                 let id = rand::random::<u64>() >> 11 | 1;
-                schema::meta_set(&conn, "outbox_id", &id.to_string())?;
+                meta::set(&conn, "outbox_id", &id.to_string())?;
                 id
             }
         };
         let last: Option<i64> = conn.query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))?;
-        let stored_next: u64 = schema::meta_get(&conn, "next_seq")?
+        let stored_next: u64 = meta::get(&conn, "next_seq")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
         let bytes: i64 = conn.query_row(
@@ -104,12 +116,12 @@ impl Outbox {
             "INSERT INTO outbox(seq, created, readings, payload) VALUES (?1, ?2, ?3, ?4)",
             params![id.seq as i64, now_ms(), readings as i64, payload],
         )?;
-        schema::meta_set(&tx, "next_seq", &(id.seq + 1).to_string())?;
+        meta::set(&tx, "next_seq", &(id.seq + 1).to_string())?;
         if dropped > 0 {
-            let before: u64 = schema::meta_get(&tx, "dropped_readings")?
+            let before: u64 = meta::get(&tx, "dropped_readings")?
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            schema::meta_set(&tx, "dropped_readings", &(before + dropped).to_string())?;
+            meta::set(&tx, "dropped_readings", &(before + dropped).to_string())?;
         }
         tx.commit()?;
         self.bytes = bytes + payload.len() as u64;
@@ -167,7 +179,7 @@ impl Outbox {
 
     /// Readings dropped because the outbox was full, since it was created.
     pub fn dropped(&self) -> Result<u64, StoreError> {
-        Ok(schema::meta_get(&self.conn, "dropped_readings")?
+        Ok(meta::get(&self.conn, "dropped_readings")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }

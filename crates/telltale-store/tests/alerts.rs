@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use telltale_rules::{Rule, RuleSet};
 use telltale_store::writer::{IncomingBatch, WriteOp, WriterHandle};
-use telltale_store::{AckOutcome, Delivery, Reader, Routing, StoreConfig};
+use telltale_store::{AckOutcome, AlertState, Delivery, Reader, Routing, StoreConfig};
 use telltale_wire::decode::{Reading, Value};
 
 mod common;
@@ -108,7 +108,7 @@ async fn a_threshold_fires_once_resolves_past_its_clear_value_and_survives_a_res
     send(&w, "f1", "temp", &[13.0]).await;
     let after = r.alerts_all().expect("alerts");
     assert_eq!(after.len(), 1);
-    assert_eq!(after[0].state, "firing");
+    assert_eq!(after[0].state, AlertState::Firing);
     assert_eq!(
         r.notifications(a.id).expect("n").len(),
         1,
@@ -118,7 +118,7 @@ async fn a_threshold_fires_once_resolves_past_its_clear_value_and_survives_a_res
     // Below the clear value: resolved, and a resolved notification.
     send(&w, "f1", "temp", &[7.0]).await;
     let done = r.alert(a.id).expect("alert").expect("held");
-    assert_eq!(done.state, "resolved");
+    assert_eq!(done.state, AlertState::Resolved);
     let n = r.notifications(a.id).expect("n");
     assert_eq!(
         n.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(),
@@ -180,16 +180,16 @@ async fn pending_then_firing_after_for_and_a_silent_series_fires_on_time() {
             .into_iter()
             .find(|a| a.rule == "warm")
     };
-    assert_eq!(warm(&r).expect("pending").state, "pending");
+    assert_eq!(warm(&r).expect("pending").state, AlertState::Pending);
     // The writer's own timer fires it: no reading needed.
-    let fired = wait(|| warm(&r).is_some_and(|a| a.state == "firing")).await;
+    let fired = wait(|| warm(&r).is_some_and(|a| a.state == AlertState::Firing)).await;
     assert!(fired, "pending became firing after `for`");
     // And the series stays silent: the no-data rule fires by itself.
     let quiet = wait(|| {
         r.alerts_all()
             .expect("alerts")
             .iter()
-            .any(|a| a.rule == "quiet" && a.state == "firing")
+            .any(|a| a.rule == "quiet" && a.state == AlertState::Firing)
     })
     .await;
     assert!(quiet, "no data fired");
