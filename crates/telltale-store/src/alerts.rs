@@ -21,7 +21,6 @@ use crate::meta;
 use crate::notify::{self, Queued};
 use crate::reader::{bad_state, Reader};
 use crate::StoreError;
-use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,58 +58,7 @@ pub(crate) const SCHEMA_V3: &str = "
     CREATE UNIQUE INDEX alerts_by_seq ON alerts(seq);
     ";
 
-/// A stored alert's state: `pending` (its condition holds, its `for` has
-/// not passed), `firing`, or `resolved` (over; it stays in the history).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlertState {
-    Pending,
-    Firing,
-    Resolved,
-}
-
-impl AlertState {
-    /// As stored and served.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        }
-    }
-
-    /// From its stored text.
-    pub fn parse(s: &str) -> Option<AlertState> {
-        Some(match s {
-            "pending" => AlertState::Pending,
-            "firing" => AlertState::Firing,
-            "resolved" => AlertState::Resolved,
-            _ => return None,
-        })
-    }
-
-    /// Whether the alert is still open (pending or firing).
-    pub fn is_open(self) -> bool {
-        self != AlertState::Resolved
-    }
-}
-
-impl std::fmt::Display for AlertState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for AlertState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl ToSql for AlertState {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
+pub use telltale_types::AlertState;
 
 /// An alert: an item of the alerts collection and of the alert history.
 #[derive(Debug, Clone, PartialEq)]
@@ -312,7 +260,7 @@ impl Alerts {
                     t.key.rule,
                     t.key.device,
                     t.key.metric,
-                    stored_state(t.to),
+                    stored_state(t.to).as_str(),
                     t.severity,
                     t.summary,
                     labels,
@@ -334,7 +282,7 @@ impl Alerts {
                 .execute(params![
                     id,
                     seq as i64,
-                    stored_state(t.to),
+                    stored_state(t.to).as_str(),
                     t.summary,
                     value,
                     t.at,

@@ -12,7 +12,6 @@
 use crate::meta;
 use crate::reader::{bad_state, Reader};
 use crate::StoreError;
-use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// Version 4 of the hub database: the commands collection and history.
@@ -74,77 +73,16 @@ pub struct CommandRow {
     pub updated_ms: i64,
 }
 
-/// A command's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandState {
-    Queued,
-    Sent,
-    Delivered,
-    Succeeded,
-    Failed,
-    Expired,
-    Timeout,
-}
+pub use telltale_types::CommandState;
 
-impl CommandState {
-    /// As stored and served.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandState::Queued => "queued",
-            CommandState::Sent => "sent",
-            CommandState::Delivered => "delivered",
-            CommandState::Succeeded => "succeeded",
-            CommandState::Failed => "failed",
-            CommandState::Expired => "expired",
-            CommandState::Timeout => "timeout",
-        }
-    }
-
-    /// From its stored text.
-    pub fn parse(s: &str) -> Option<CommandState> {
-        Some(match s {
-            "queued" => CommandState::Queued,
-            "sent" => CommandState::Sent,
-            "delivered" => CommandState::Delivered,
-            "succeeded" => CommandState::Succeeded,
-            "failed" => CommandState::Failed,
-            "expired" => CommandState::Expired,
-            "timeout" => CommandState::Timeout,
-            _ => return None,
-        })
-    }
-
-    /// Order along the lifecycle; the four ends share the last rank.
-    fn rank(self) -> u8 {
-        match self {
-            CommandState::Queued => 0,
-            CommandState::Sent => 1,
-            CommandState::Delivered => 2,
-            _ => 3,
-        }
-    }
-
-    /// Whether the command is over.
-    pub fn is_final(self) -> bool {
-        self.rank() == 3
-    }
-}
-
-impl std::fmt::Display for CommandState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for CommandState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl ToSql for CommandState {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+/// Order along a command's lifecycle; the four ends share the last rank. A
+/// command only moves forward.
+fn rank(s: CommandState) -> u8 {
+    match s {
+        CommandState::Queued => 0,
+        CommandState::Sent => 1,
+        CommandState::Delivered => 2,
+        _ => 3,
     }
 }
 
@@ -282,7 +220,7 @@ pub(crate) fn update(
         return Ok(None);
     }
     let old = row.state;
-    if old.is_final() || u.state.rank() <= old.rank() {
+    if old.is_final() || rank(u.state) <= rank(old) {
         return Ok(None);
     }
     let seq = take_seq(tx, next_seq)?;
@@ -300,7 +238,7 @@ pub(crate) fn update(
     .execute(params![
         u.id as i64,
         seq as i64,
-        u.state,
+        u.state.as_str(),
         now,
         u.output,
         u.reason

@@ -49,6 +49,11 @@ impl CommandState {
         }
     }
 
+    /// From its name, as the API and the store write it.
+    pub fn parse(s: &str) -> Option<CommandState> {
+        CommandState::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// Whether the command has ended (nothing follows this state).
     pub fn is_final(self) -> bool {
         matches!(
@@ -81,6 +86,30 @@ impl AlertState {
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
         }
+    }
+
+    /// From its name, as the API and the store write it.
+    pub fn parse(s: &str) -> Option<AlertState> {
+        [AlertState::Pending, AlertState::Firing, AlertState::Resolved]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+
+    /// Whether the alert is still open (pending or firing).
+    pub fn is_open(self) -> bool {
+        self != AlertState::Resolved
+    }
+}
+
+impl std::fmt::Display for AlertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for CommandState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
