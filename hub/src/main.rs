@@ -318,11 +318,11 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     // The API serves once the counters it reports exist (its listener is
     // bound already: connections wait in the backlog until then).
     let stats = Arc::new(telltale_ingest::IngestStats::default());
-    let api_state = api_state.with_metrics(telltale_api::Metrics {
+    let api_state = api_state.with_metrics(telltale_api::Metrics::new(Counters {
         ingest: stats.clone(),
         broker: broker.stats.clone(),
         notify: notify_stats,
-    });
+    }));
     let http = sup.spawn_http(telltale_api::serve(listener, api_state));
     let addr =
         |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
@@ -372,6 +372,33 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     })
     .await;
     Ok(())
+}
+
+/// The counters of ingest, the broker and the notifier, read into the
+/// API's plain [`telltale_api::Counts`] for `/metrics` and `/readyz`.
+struct Counters {
+    /// Readings ingested, and whether ingest runs.
+    ingest: Arc<telltale_ingest::IngestStats>,
+    /// MQTT messages received, connections refused, handshake timeouts.
+    broker: Arc<telltale_broker::BrokerStats>,
+    /// Notifications sent, failed, retried.
+    notify: Arc<notifier::NotifyStats>,
+}
+
+impl telltale_api::CountSource for Counters {
+    fn counts(&self) -> telltale_api::Counts {
+        use std::sync::atomic::Ordering::Relaxed;
+        telltale_api::Counts {
+            readings_ingested: self.ingest.readings.load(Relaxed),
+            ingest_running: self.ingest.running.load(Relaxed),
+            mqtt_received: self.broker.received.load(Relaxed),
+            mqtt_refused_over_cap: self.broker.refused_over_cap.load(Relaxed),
+            mqtt_handshake_timeouts: self.broker.handshake_timeouts.load(Relaxed),
+            notifications_sent: self.notify.sent.load(Relaxed),
+            notifications_failed: self.notify.failed.load(Relaxed),
+            notifications_retried: self.notify.retried.load(Relaxed),
+        }
+    }
 }
 
 /// Whether the HTTP API may start as configured: with a token, or open

@@ -27,7 +27,7 @@ pub mod tls;
 pub mod ws;
 
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
-pub use metrics::{Metrics, NotifyCounts};
+pub use metrics::{CountSource, Counts, Metrics};
 pub use problem::Problem;
 pub use sources::Readers;
 
@@ -329,7 +329,8 @@ impl AppState {
         self
     }
 
-    /// Adds the counters of ingest, the broker and the notifier.
+    /// Adds the counters of ingest, the broker and the notifier (read
+    /// through [`Metrics`], a [`CountSource`] the hub implements).
     pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
         self.metrics = Some(metrics);
         self
