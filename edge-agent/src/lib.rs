@@ -13,7 +13,6 @@
 //! crate never parses SenML itself (that is `telltale-wire`) and never
 //! names SQLite (that is `telltale-store`).
 
-pub mod backoff;
 pub mod batcher;
 pub mod bench;
 pub mod commands;

@@ -3,10 +3,9 @@
 //! poller), reconnects with jittered backoff, and hands the sender plain
 //! events over an unbounded channel.
 
-use crate::backoff::Backoff;
 use anyhow::Context;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,
@@ -16,6 +15,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use telltale_limits::{Backoff, Jitter, Schedule};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -157,7 +157,13 @@ impl Link {
         eventloop.network_options.set_tcp_nodelay(true);
         let (tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
+        // The workspace's one backoff; the first retry after a success waits
+        // reconnect_min, later ones spread up to reconnect_max.
+        let backoff = Backoff::new(Schedule::new(
+            cfg.reconnect_min,
+            cfg.reconnect_max,
+            Jitter::FromInitial,
+        ));
         let target = format!("{}:{}", cfg.host, cfg.port);
         let task = tokio::spawn(poll(eventloop, tx, backoff, stop.clone(), target));
         Link {
@@ -257,7 +263,7 @@ async fn poll(
             Ok(_) => None,
             Err(ConnectionError::RequestsDone) => break,
             Err(e) => {
-                let wait = backoff.next_wait(&mut rng);
+                let wait = backoff.next_wait(rng.random());
                 if up {
                     tracing::warn!(broker = target, error = %e, "connection lost; reconnecting in {wait:?}");
                 } else {

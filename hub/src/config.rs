@@ -19,6 +19,8 @@ use telltale_store::StoreConfig;
 pub struct HubConfig {
     /// Where the database lives (`hub.db` inside it).
     pub data_dir: PathBuf,
+    /// The hub's own lifecycle (the stop deadline).
+    pub hub: HubSection,
     /// The embedded MQTT broker.
     pub broker: BrokerConfig,
     /// The SQLite store.
@@ -50,6 +52,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("/var/lib/telltale"),
+            hub: HubSection::default(),
             broker: BrokerConfig::default(),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
@@ -58,6 +61,53 @@ impl Default for HubConfig {
             notify: NotifyConfig::default(),
             tls: TlsConfig::default(),
         }
+    }
+}
+
+/// `TimeoutStopSec=` of `systemd/telltale-hub.service`: after it systemd
+/// kills the hub.
+pub const SYSTEMD_STOP_TIMEOUT_SECS: u64 = 30;
+
+/// What the stop deadline leaves of [`SYSTEMD_STOP_TIMEOUT_SECS`] at least:
+/// the process's exit and a loaded machine's scheduling.
+pub const STOP_MARGIN_SECS: u64 = 5;
+
+/// The `[hub]` section: the hub's own lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubSection {
+    /// The total stop deadline, seconds, from SIGTERM to the exit: every
+    /// stage of the stop (ingest, the API, the rest, the store writer)
+    /// waits only for what remains of it. It must stay below systemd's
+    /// `TimeoutStopSec` with a margin, or systemd kills a hub that is still
+    /// flushing.
+    pub stop_timeout_secs: u64,
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        Self {
+            stop_timeout_secs: 20,
+        }
+    }
+}
+
+impl HubSection {
+    /// The total stop deadline.
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout_secs)
+    }
+
+    /// The deadline is above 0 and fits under systemd's stop timeout with
+    /// [`STOP_MARGIN_SECS`] to spare.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let most = SYSTEMD_STOP_TIMEOUT_SECS - STOP_MARGIN_SECS;
+        anyhow::ensure!(
+            (1..=most).contains(&self.stop_timeout_secs),
+            "hub.stop_timeout_secs = {} must be between 1 and {most}: systemd's TimeoutStopSec ({SYSTEMD_STOP_TIMEOUT_SECS} s, systemd/telltale-hub.service) kills a hub still stopping after it, and {STOP_MARGIN_SECS} s are kept for the exit (raise both together, see docs/deploy.md)",
+            self.stop_timeout_secs
+        );
+        Ok(())
     }
 }
 
@@ -142,6 +192,7 @@ impl HubConfig {
 
     /// Checks what serde cannot, the rules file included.
     pub fn check(&self) -> anyhow::Result<()> {
+        self.hub.check()?;
         self.api.check().map_err(anyhow::Error::msg)?;
         let b = &self.broker;
         anyhow::ensure!(
@@ -274,6 +325,40 @@ mod tests {
         assert_eq!(c.store.retention.max_rows, 10);
         let c: HubConfig = toml::from_str("[ingest]\ntopic_prefix = \"a/#\"\n").expect("parses");
         assert!(c.check().is_err());
+    }
+
+    #[test]
+    fn stop_timeout_fits_under_systemd() {
+        let c: HubConfig = toml::from_str("").expect("defaults");
+        assert_eq!(c.hub.stop_timeout(), Duration::from_secs(20));
+        // (stop_timeout_secs, accepted)
+        for (secs, ok) in [
+            (0, false),
+            (1, true),
+            (20, true),
+            (25, true),
+            (26, false),
+            (62, false),
+        ] {
+            let c: HubConfig =
+                toml::from_str(&format!("[hub]\nstop_timeout_secs = {secs}\n")).expect("parses");
+            match c.check() {
+                Ok(()) => assert!(ok, "{secs} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{secs} refused: {e}");
+                    assert!(e.to_string().contains("hub.stop_timeout_secs"), "{e}");
+                }
+            }
+        }
+        let e = toml::from_str::<HubConfig>("[hub]\nstop_timeout = 3\n").expect_err("typo");
+        assert!(e.to_string().contains("stop_timeout"), "{e}");
+        // The unit file says what the check assumes.
+        let unit = include_str!("../../systemd/telltale-hub.service");
+        assert!(
+            unit.lines()
+                .any(|l| l.trim() == format!("TimeoutStopSec={SYSTEMD_STOP_TIMEOUT_SECS}")),
+            "TimeoutStopSec in the unit differs from SYSTEMD_STOP_TIMEOUT_SECS"
+        );
     }
 
     const SINKS: &str = r#"

@@ -9,6 +9,7 @@ mod devices;
 mod notifier;
 mod reload;
 mod service;
+mod supervisor;
 mod tls;
 mod token;
 
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
 use config::HubConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use supervisor::{Stage, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -183,19 +184,25 @@ fn init_tracing() {
     }
 }
 
+/// The hub: everything started and wired, then stopped by the supervisor
+/// on SIGINT or SIGTERM (the stop order is in `supervisor.rs`).
 async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let shutdown = CancellationToken::new();
+    let mut sup = Supervisor::new(config.hub.stop_timeout());
     // API tokens and device credentials, kept current while the hub runs.
     let auth_path = credentials::path(&config.data_dir);
     let credentials = credentials::start(&auth_path)?;
     api_access(&config, &credentials.borrow())?;
-    let access_log = tokio::spawn(log_access_changes(
-        credentials.clone(),
-        config.api.listen,
-        shutdown.clone(),
-    ));
+    sup.spawn(
+        Stage::Rest,
+        "access log",
+        log_access_changes(
+            credentials.clone(),
+            config.api.listen,
+            sup.token(Stage::Rest),
+        ),
+    );
 
     let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
     let db = config.db_path();
@@ -234,7 +241,11 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         .await
         .context("cannot load the alert rules")?;
     tracing::info!(rules = n, file = %config.alerts.rules_file.display(), "rules file loaded");
-    let reload = tokio::spawn(reloader.run(shutdown.clone()));
+    sup.spawn(
+        Stage::Rest,
+        "rules reloader",
+        reloader.run(sup.token(Stage::Rest)),
+    );
     // Subscribe to commits before the collections read their versions, so
     // no commit falls between the two.
     let commits = writer.subscribe();
@@ -242,7 +253,7 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         db.clone(),
         writer.epoch.clone(),
         config.api.clone(),
-        shutdown.clone(),
+        sup.token(Stage::Api),
         writer.clone(),
         rules,
     )
@@ -257,21 +268,21 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         .await
         .with_context(|| format!("cannot listen for http on {}", config.api.listen))?;
     let http_addr = listener.local_addr().context("http listener address")?;
-    let feed = tokio::spawn(telltale_api::feed(
-        api_state.clone(),
-        commits,
-        writer.readings_switch(),
-    ));
+    sup.spawn_aborted(
+        Stage::Api,
+        "feed",
+        telltale_api::feed(api_state.clone(), commits, writer.readings_switch()),
+    );
     let notify_stats = Arc::new(notifier::NotifyStats::default());
-    let notifier = {
-        let (db, store, shutdown) = (db.clone(), writer.clone(), shutdown.clone());
+    {
+        let (db, store, shutdown) = (db.clone(), writer.clone(), sup.token(Stage::Rest));
         let notify_stats = notify_stats.clone();
-        tokio::spawn(async move {
+        sup.spawn(Stage::Rest, "notifier", async move {
             if let Err(e) = notifier::run(db, sender, store, notify_stats, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "notifier stopped: no notifications are sent");
             }
-        })
-    };
+        });
+    }
 
     let broker = telltale_broker::start(
         &config.broker,
@@ -289,21 +300,25 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
     if let Some(addr) = broker.tls_addr {
         tracing::info!(%addr, "mqtt tls listener: devices need a certificate from the hub's CA and their password");
     }
-    let disconnects = tokio::spawn(devices::disconnect_revoked(
-        credentials.clone(),
-        broker.kicker.clone(),
-        writer.clone(),
-        shutdown.clone(),
-    ));
+    sup.spawn(
+        Stage::Rest,
+        "disconnects",
+        devices::disconnect_revoked(
+            credentials.clone(),
+            broker.kicker.clone(),
+            writer.clone(),
+            sup.token(Stage::Rest),
+        ),
+    );
     // The API serves once the counters it reports exist (its listener is
     // bound already: connections wait in the backlog until then).
     let stats = Arc::new(telltale_ingest::IngestStats::default());
-    let api_state = api_state.with_metrics(telltale_api::Metrics {
+    let api_state = api_state.with_metrics(telltale_api::Metrics::new(Counters {
         ingest: stats.clone(),
         broker: broker.stats.clone(),
         notify: notify_stats,
-    });
-    let http = tokio::spawn(telltale_api::serve(listener, api_state));
+    }));
+    let http = sup.spawn_http(telltale_api::serve(listener, api_state));
     let addr =
         |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(
@@ -316,14 +331,18 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         "hub ready"
     );
 
-    let commander = tokio::spawn(commander::run(
-        db.clone(),
-        writer.clone(),
-        broker.publisher.clone(),
-        config.ingest.topic_prefix.clone(),
-        credentials.clone(),
-        shutdown.clone(),
-    ));
+    sup.spawn(
+        Stage::Rest,
+        "commander",
+        commander::run(
+            db.clone(),
+            writer.clone(),
+            broker.publisher.clone(),
+            config.ingest.topic_prefix.clone(),
+            credentials.clone(),
+            sup.token(Stage::Rest),
+        ),
+    );
     let ingest = telltale_ingest::start(
         broker.messages,
         broker.publisher,
@@ -331,75 +350,50 @@ async fn run(config: HubConfig, demo: Option<demo::Agents>) -> anyhow::Result<()
         acks_rx,
         config.ingest.clone(),
         stats.clone(),
-        credentials.clone(),
-        shutdown.clone(),
+        credentials,
+        sup.token(Stage::Ingest),
     )
     .context("cannot start ingest")?;
     // The broker, the store and ingest run and the HTTP listener accepts:
     // tell systemd (Type=notify), and keep its watchdog fed while ingest
     // runs.
-    let watchdog = service::ready(stats, shutdown.clone());
+    let watchdog = service::ready(stats, sup.token(Stage::Ingest));
+    sup.run_until_signal(supervisor::Running {
+        ingest,
+        http,
+        writer_thread,
+        watchdog,
+        demo,
+    })
+    .await;
+    Ok(())
+}
 
-    let mut demo = demo;
-    wait_for_signal().await;
-    tracing::info!("stopping");
-    service::stopping();
-    watchdog.abort();
-    if let Some(agents) = demo.as_mut() {
-        agents.stop().await;
-    }
-    shutdown.cancel();
-    // Ingest commits what it queued and sends the acks owed, then drops its
-    // writer handle; once the others are dropped too (below), the writer
-    // thread commits and ends.
-    if tokio::time::timeout(Duration::from_secs(20), ingest.stopped())
-        .await
-        .is_err()
-    {
-        tracing::warn!("ingest did not stop in time");
-    }
-    // Streams end with their final BOOKMARK and the server closes; a client
-    // that does not read (and so cannot take its BOOKMARK) is cut after a
-    // short grace, so one stuck dashboard cannot hold up the stop.
-    let mut http = http;
-    if tokio::time::timeout(Duration::from_secs(2), &mut http)
-        .await
-        .is_err()
-    {
-        tracing::warn!("http connections still open after 2 s; closing them");
-        http.abort();
-    }
-    // The notifier drops an attempt in flight (it is made again after the
-    // next start) and has committed the outcomes of the others. It, the
-    // reloader's rules and the feed's API state each hold a writer handle.
-    for (name, mut task) in [
-        ("notifier", notifier),
-        ("rules reloader", reload),
-        ("commander", commander),
-        ("disconnects", disconnects),
-    ] {
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("{name} did not stop in time");
-            task.abort();
-            let _ = task.await;
+/// The counters of ingest, the broker and the notifier, read into the
+/// API's plain [`telltale_api::Counts`] for `/metrics` and `/readyz`.
+struct Counters {
+    /// Readings ingested, and whether ingest runs.
+    ingest: Arc<telltale_ingest::IngestStats>,
+    /// MQTT messages received, connections refused, handshake timeouts.
+    broker: Arc<telltale_broker::BrokerStats>,
+    /// Notifications sent, failed, retried.
+    notify: Arc<notifier::NotifyStats>,
+}
+
+impl telltale_api::CountSource for Counters {
+    fn counts(&self) -> telltale_api::Counts {
+        use std::sync::atomic::Ordering::Relaxed;
+        telltale_api::Counts {
+            readings_ingested: self.ingest.readings.load(Relaxed),
+            ingest_running: self.ingest.running.load(Relaxed),
+            mqtt_received: self.broker.received.load(Relaxed),
+            mqtt_refused_over_cap: self.broker.refused_over_cap.load(Relaxed),
+            mqtt_handshake_timeouts: self.broker.handshake_timeouts.load(Relaxed),
+            notifications_sent: self.notify.sent.load(Relaxed),
+            notifications_failed: self.notify.failed.load(Relaxed),
+            notifications_retried: self.notify.retried.load(Relaxed),
         }
     }
-    feed.abort();
-    let _ = feed.await;
-    access_log.abort();
-    let joined = tokio::task::spawn_blocking(move || writer_thread.join());
-    if tokio::time::timeout(Duration::from_secs(20), joined)
-        .await
-        .is_err()
-    {
-        tracing::warn!("store writer did not stop in time");
-    }
-    drop(credentials);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Whether the HTTP API may start as configured: with a token, or open
@@ -457,28 +451,5 @@ async fn log_access_changes(
             _ => {}
         }
         had = has;
-    }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

@@ -47,18 +47,6 @@ pub struct NotifyStats {
     pub retried: AtomicU64,
 }
 
-impl telltale_api::NotifyCounts for NotifyStats {
-    fn sent(&self) -> u64 {
-        self.sent.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    fn failed(&self) -> u64 {
-        self.failed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    fn retried(&self) -> u64 {
-        self.retried.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 /// The routing the store's writer applies when it queues a notification:
 /// a rule's own sinks, or the sinks configured for its severity.
 pub fn routing(notify: &NotifyConfig) -> Routing {

@@ -1,7 +1,8 @@
-//! SIGTERM while readings flow: the hub exits with status 0 within the stop
-//! timeout of its systemd unit (read from `systemd/telltale-hub.service`),
-//! and after a restart on the same data every reading it acknowledged is
-//! in `/v1/readings`, each once.
+//! SIGTERM while readings flow: the hub exits with status 0 within its
+//! configured stop deadline (`[hub] stop_timeout_secs`, itself below the
+//! stop timeout of its systemd unit, read from
+//! `systemd/telltale-hub.service`), and after a restart on the same data
+//! every reading it acknowledged is in `/v1/readings`, each once.
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
@@ -17,6 +18,10 @@ const MAX_BATCHES: u64 = 20_000;
 /// The publisher's outbox id.
 const OUTBOX: u64 = 4242;
 const DEVICE: &str = "sig-1";
+/// The hub's stop deadline in this test (`[hub] stop_timeout_secs`),
+/// shorter than the default so that a stage that waits out the deadline
+/// instead of stopping shows as a failure sooner.
+const STOP_TIMEOUT_SECS: u64 = 10;
 
 /// `TimeoutStopSec=` of the hub's unit, in seconds (`30`, `30s`, `1min`,
 /// `1min 30s`).
@@ -103,8 +108,16 @@ fn stored_values(hub: &Hub) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_ingest_loses_no_acknowledged_reading() {
     let stop_timeout = unit_stop_timeout();
+    let deadline = Duration::from_secs(STOP_TIMEOUT_SECS);
+    assert!(
+        deadline < stop_timeout,
+        "the test's deadline must fit under TimeoutStopSec"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = Hub::start(&dir.path().join("hub"), "");
+    let hub = Hub::start(
+        &dir.path().join("hub"),
+        &format!("[hub]\nstop_timeout_secs = {STOP_TIMEOUT_SECS}\n"),
+    );
 
     let mut opts = MqttOptions::new("sigterm-publisher", "127.0.0.1", hub.mqtt_port);
     opts.set_keep_alive(Duration::from_secs(10));
@@ -187,6 +200,12 @@ async fn sigterm_during_ingest_loses_no_acknowledged_reading() {
         panic!("the hub did not exit within TimeoutStopSec ({stop_timeout:?}); killed")
     });
     assert!(status.success(), "the hub exited with {status}");
+    // Within the configured deadline: a stop that reaches it has aborted a
+    // stage that did not finish, which is the failure this looks for.
+    assert!(
+        took < deadline,
+        "the hub took {took:?} to stop, not within its stop_timeout_secs ({deadline:?})"
+    );
     assert!(!seen.lost_early.load(SeqCst), "the connection ended early");
 
     seen.stop.store(true, SeqCst);

@@ -23,12 +23,10 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use telltale_store::auth::AuthSnapshot;
 pub use telltale_store::auth::Scope;
 use tokio::sync::watch;
@@ -114,61 +112,9 @@ fn forbidden(caller: &Caller, needed: Scope) -> Problem {
     )
 }
 
-/// Counts held per key (a token id, a client address), each at most `max`
-/// at once. Taking one returns a guard that gives it back when dropped.
-#[derive(Debug)]
-pub struct PerKey<K: Hash + Eq + Clone> {
-    max: usize,
-    counts: Mutex<HashMap<K, usize>>,
-}
-
-/// One count of a [`PerKey`], given back on drop.
-#[derive(Debug)]
-pub struct KeyGuard<K: Hash + Eq + Clone> {
-    of: Arc<PerKey<K>>,
-    key: K,
-}
-
-impl<K: Hash + Eq + Clone> PerKey<K> {
-    pub fn new(max: usize) -> Arc<PerKey<K>> {
-        Arc::new(PerKey {
-            max,
-            counts: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Takes one count of `key`, unless it holds `max` already.
-    pub fn try_take(self: &Arc<Self>, key: &K) -> Option<KeyGuard<K>> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(key.clone()).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(KeyGuard {
-            of: self.clone(),
-            key: key.clone(),
-        })
-    }
-
-    /// Counts held now by `key`.
-    pub fn held(&self, key: &K) -> usize {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(key).copied().unwrap_or(0)
-    }
-}
-
-impl<K: Hash + Eq + Clone> Drop for KeyGuard<K> {
-    fn drop(&mut self) {
-        let mut counts = self.of.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key);
-            }
-        }
-    }
-}
+/// Counts held per key (a token id, a client address): the workspace's one
+/// per-key cap, shared with the MQTT listeners.
+pub use telltale_limits::{KeyGuard, PerKey};
 
 /// The credentials and per-token limits the API checks against.
 pub struct Auth {
@@ -549,17 +495,5 @@ mod tests {
         ] {
             assert_eq!(token_id(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn per_key_counts_are_given_back() {
-        let p = PerKey::new(2);
-        let a = p.try_take(&"t".to_owned()).expect("first");
-        let _b = p.try_take(&"t".to_owned()).expect("second");
-        assert!(p.try_take(&"t".to_owned()).is_none());
-        assert!(p.try_take(&"u".to_owned()).is_some());
-        drop(a);
-        assert_eq!(p.held(&"t".to_owned()), 1);
-        assert!(p.try_take(&"t".to_owned()).is_some());
     }
 }

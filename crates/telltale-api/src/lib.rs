@@ -32,7 +32,7 @@ pub mod ws;
 
 pub use feed::feed;
 pub use items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
-pub use metrics::{Metrics, NotifyCounts};
+pub use metrics::{CountSource, Counts, Metrics};
 pub use problem::Problem;
 pub use sources::{Collections, Readers};
 
@@ -292,7 +292,8 @@ impl AppState {
         self
     }
 
-    /// Adds the counters of ingest, the broker and the notifier.
+    /// Adds the counters of ingest, the broker and the notifier (read
+    /// through [`Metrics`], a [`CountSource`] the hub implements).
     pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
         self.metrics = Some(metrics);
         self

@@ -3,7 +3,9 @@
 //!
 //! What the store and the API know is always there (store counters, rejects,
 //! database size, watches, memory); ingest, broker and notification counters
-//! only once the hub passed them with [`AppState::with_metrics`].
+//! only once the hub passed a source of them with [`AppState::with_metrics`].
+//! This crate does not know the crates that keep those counters: the hub
+//! reads them into a [`Counts`] of plain numbers at each scrape.
 
 use crate::{AppState, Problem};
 use axum::extract::State;
@@ -12,27 +14,56 @@ use axum::response::{IntoResponse, Response};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use telltale_broker::BrokerStats;
-use telltale_ingest::IngestStats;
 
-/// The notifier's counters (the hub's `NotifyStats`, which this crate
-/// cannot name).
-pub trait NotifyCounts: Send + Sync {
-    /// Notifications a sink accepted.
-    fn sent(&self) -> u64;
-    /// Notifications given up on.
-    fn failed(&self) -> u64;
-    /// Attempts scheduled again.
-    fn retried(&self) -> u64;
+/// The counters of the hub's other parts, as `/metrics` and `/readyz` read
+/// them: plain numbers, read afresh for each request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Readings ingest decoded, validated and handed to the store
+    /// (`telltale_readings_ingested_total`).
+    pub readings_ingested: u64,
+    /// Whether ingest's drain thread runs: `/readyz` answers 503 `ingest`
+    /// when it does not.
+    pub ingest_running: bool,
+    /// MQTT messages the hub's broker link received
+    /// (`telltale_mqtt_messages_received_total`).
+    pub mqtt_received: u64,
+    /// MQTT connections closed at once for their address's cap
+    /// (`telltale_mqtt_connections_refused_total`).
+    pub mqtt_refused_over_cap: u64,
+    /// MQTT TLS connections closed for a late certificate
+    /// (`telltale_mqtt_tls_handshake_timeouts_total`).
+    pub mqtt_handshake_timeouts: u64,
+    /// Notifications a sink accepted (`telltale_notifications_sent_total`).
+    pub notifications_sent: u64,
+    /// Notifications given up on (`telltale_notifications_failed_total`).
+    pub notifications_failed: u64,
+    /// Notification attempts scheduled again
+    /// (`telltale_notifications_retried_total`).
+    pub notifications_retried: u64,
 }
 
-/// The counters of the hub's other parts, read by `/metrics` (and, for
-/// ingest, by `/readyz`).
+/// Where [`Counts`] come from: implemented by the hub over the counters of
+/// ingest, the broker and its notifier, which this crate cannot name.
+pub trait CountSource: Send + Sync {
+    /// The counters now.
+    fn counts(&self) -> Counts;
+}
+
+/// The hub's other parts as `/metrics` and `/readyz` see them.
 #[derive(Clone)]
 pub struct Metrics {
-    pub ingest: Arc<IngestStats>,
-    pub broker: Arc<BrokerStats>,
-    pub notify: Arc<dyn NotifyCounts>,
+    /// Read once per request.
+    source: Arc<dyn CountSource>,
+}
+
+impl Metrics {
+    /// Reads its counters from `source`.
+    pub fn new(source: impl CountSource + 'static) -> Metrics {
+        Metrics {
+            source: Arc::new(source),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,45 +122,46 @@ fn render(s: &AppState, rejects: &[(String, u64)], db_bytes: u64) -> String {
     let mut out = String::with_capacity(4096);
     let st = &s.store.stats;
     if let Some(m) = &s.metrics {
+        let m = m.source.counts();
         one(
             &mut out,
             "telltale_readings_ingested_total",
             "counter",
             "Readings ingest decoded, validated and handed to the store.",
-            m.ingest.readings.load(Relaxed),
+            m.readings_ingested,
         );
         one(
             &mut out,
             "telltale_mqtt_messages_received_total",
             "counter",
             "MQTT messages the hub's broker link received.",
-            m.broker.received.load(Relaxed),
+            m.mqtt_received,
         );
         for (name, help, v) in [
             (
                 "telltale_mqtt_connections_refused_total",
                 "MQTT connections closed at once: their address had broker.max_connections_per_ip open.",
-                m.broker.refused_over_cap.load(Relaxed),
+                m.mqtt_refused_over_cap,
             ),
             (
                 "telltale_mqtt_tls_handshake_timeouts_total",
                 "MQTT TLS connections closed for not sending a certificate in time.",
-                m.broker.handshake_timeouts.load(Relaxed),
+                m.mqtt_handshake_timeouts,
             ),
             (
                 "telltale_notifications_sent_total",
                 "Alert notifications a sink accepted.",
-                m.notify.sent(),
+                m.notifications_sent,
             ),
             (
                 "telltale_notifications_failed_total",
                 "Alert notifications given up on (permanent error or retries ran out).",
-                m.notify.failed(),
+                m.notifications_failed,
             ),
             (
                 "telltale_notifications_retried_total",
                 "Notification attempts that failed and were scheduled again.",
-                m.notify.retried(),
+                m.notifications_retried,
             ),
         ] {
             one(&mut out, name, "counter", help, v);
@@ -286,7 +318,7 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
         return not_ready("store", "the store writer has stopped; see the hub's log");
     }
     if let Some(m) = &s.metrics {
-        if !m.ingest.running.load(Relaxed) {
+        if !m.source.counts().ingest_running {
             return not_ready("ingest", "ingest is not running");
         }
     }

@@ -18,11 +18,11 @@
 //! handshakes does not count against a client.
 
 use crate::{BrokerError, BrokerStats};
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use telltale_limits::PerKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -38,44 +38,10 @@ pub(crate) struct Route {
     pub tls: bool,
 }
 
-/// Open connections per client address, shared by all routes.
-#[derive(Default)]
-struct Counts {
-    map: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One counted connection; dropping it gives the slot back.
-struct Slot {
-    counts: Arc<Counts>,
-    ip: IpAddr,
-}
-
-impl Counts {
-    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Slot> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if *n >= cap {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            counts: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut m = self.counts.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
+/// Open connections per client address, shared by all routes (the one
+/// per-key cap of the workspace, `telltale-limits`; the API's HTTP server
+/// uses the same).
+type Counts = PerKey<IpAddr>;
 
 /// Settings of the accept loops.
 #[derive(Clone, Copy)]
@@ -107,7 +73,7 @@ pub(crate) fn spawn(
         .name("mqtt-accept".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let counts = Arc::new(Counts::default());
+                let counts = Counts::new(limits.per_ip);
                 let mut loops = tokio::task::JoinSet::new();
                 for r in routes {
                     match TcpListener::from_std(r.listener) {
@@ -155,7 +121,7 @@ async fn accept_loop(
             }
         };
         let ip = peer.ip().to_canonical();
-        let Some(slot) = counts.take(ip, limits.per_ip) else {
+        let Some(slot) = counts.try_take(&ip) else {
             stats.refused_over_cap.fetch_add(1, Relaxed);
             if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 last_warn = Some(Instant::now());
@@ -427,20 +393,5 @@ mod tests {
         let mut bad = rec(&msg[..100]);
         bad.extend([23u8, 3, 3, 0, 1, 0]);
         assert_eq!(hello_complete(&bad), Some(false));
-    }
-
-    #[test]
-    fn slots_are_counted_per_address_and_given_back() {
-        let counts = Arc::new(Counts::default());
-        let a: IpAddr = [127, 0, 0, 1].into();
-        let b: IpAddr = [127, 0, 0, 2].into();
-        let s1 = counts.take(a, 2).expect("first");
-        let s2 = counts.take(a, 2).expect("second");
-        assert!(counts.take(a, 2).is_none(), "over the cap");
-        let s3 = counts.take(b, 2).expect("another address");
-        drop(s1);
-        let s4 = counts.take(a, 2).expect("a slot came back");
-        drop((s2, s3, s4));
-        assert!(counts.map.lock().expect("lock").is_empty());
     }
 }

@@ -1,7 +1,11 @@
-//! The retry schedule, pure: the hub supplies the attempt count, the clock
-//! and the randomness, and stores when the next attempt is due.
+//! The retry schedule of notifications, pure: the hub supplies the attempt
+//! count, the clock and the randomness, and stores when the next attempt is
+//! due. The schedule itself is the workspace's one backoff
+//! (`telltale_limits::Schedule`); this module fixes its jitter and counts
+//! attempts from 1, as the outbox does.
 
 use std::time::Duration;
+use telltale_limits::{Jitter, Schedule};
 
 /// How long to wait after failed attempt number `attempt` (1 for the first
 /// attempt) before the next one: exponential backoff with "equal jitter".
@@ -17,17 +21,7 @@ use std::time::Duration;
 /// counts as 0). When the receiver sent `Retry-After`, wait the longer of
 /// the two.
 pub fn next_attempt(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(31);
-    let base = initial
-        .checked_mul(1 << doublings)
-        .map_or(max, |d| d.min(max));
-    let jitter = if jitter.is_nan() {
-        0.0
-    } else {
-        jitter.clamp(0.0, 1.0)
-    };
-    let half = base / 2;
-    half + (base - half).mul_f64(jitter)
+    Schedule::new(initial, max, Jitter::Equal).wait(attempt.saturating_sub(1), jitter)
 }
 
 /// Whether a notification first attempted at `first_attempt_ms` should be

@@ -90,9 +90,13 @@ impl AlertState {
 
     /// From its name, as the API and the store write it.
     pub fn parse(s: &str) -> Option<AlertState> {
-        [AlertState::Pending, AlertState::Firing, AlertState::Resolved]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            AlertState::Pending,
+            AlertState::Firing,
+            AlertState::Resolved,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 
     /// Whether the alert is still open (pending or firing).
