@@ -5,7 +5,7 @@
 //! nothing here is written once per collection.
 
 use crate::auth::Caller;
-use crate::items::Framed;
+use crate::items::{Object, Shape};
 use crate::params::Params;
 use crate::problem::Problem;
 use crate::routes::{check_filter_lengths, event_json, serve_collection, start_watch};
@@ -19,8 +19,8 @@ use telltale_watch::{Collection, Kind, SourceError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// An object type served as a collection.
-pub trait Resource: Framed {
+/// An object type served as a collection (of [`Object`]s of it).
+pub trait Resource: Shape {
     /// The collection's name: its route is `/v1/{NAME}`, its WebSocket
     /// `resource` is `NAME`.
     const NAME: &'static str;
@@ -89,11 +89,11 @@ pub type Answer<'a, T> = BoxFuture<'a, Result<T, Problem>>;
 pub type Outbox = mpsc::Sender<String>;
 
 /// The [`Served`] form of a collection.
-pub fn served<T: Resource>(coll: &Arc<Collection<T>>) -> Arc<dyn Served> {
+pub fn served<T: Resource>(coll: &Arc<Collection<Object<T>>>) -> Arc<dyn Served> {
     Arc::new(Registered(coll.clone()))
 }
 
-struct Registered<T: Resource>(Arc<Collection<T>>);
+struct Registered<T: Resource>(Arc<Collection<Object<T>>>);
 
 impl<T: Resource> Served for Registered<T> {
     fn name(&self) -> &'static str {

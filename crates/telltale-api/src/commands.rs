@@ -132,9 +132,9 @@ pub(crate) fn audit(caller: &Caller, item: &CommandItem) {
         target: "audit",
         token = caller.who(),
         token_id = caller.key().unwrap_or("-"),
-        device = %item.row.device,
-        command = %item.row.name,
-        id = item.row.id,
+        device = %item.obj.device,
+        command = %item.obj.name,
+        id = item.obj.id,
         "command sent"
     );
 }

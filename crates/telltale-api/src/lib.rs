@@ -25,6 +25,7 @@ mod params;
 mod problem;
 pub mod registry;
 mod routes;
+mod rows;
 pub mod rules;
 pub mod sources;
 pub mod tls;

@@ -3,7 +3,7 @@
 
 use crate::auth::{Caller, KeyGuard};
 use crate::collection::Resource;
-use crate::items::Framed;
+use crate::items::{Framed, Object};
 use crate::params::Params;
 use crate::problem::Problem;
 use crate::AppState;
@@ -405,7 +405,7 @@ pub(crate) fn check_filter_lengths(
 pub async fn serve_collection<T: Resource>(
     state: &AppState,
     caller: &Caller,
-    coll: &Arc<Collection<T>>,
+    coll: &Arc<Collection<Object<T>>>,
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<Response, Problem> {

@@ -2,7 +2,7 @@
 //! on blocking threads with read-only connections kept in a small pool.
 
 use crate::collection::{served, Resource, Served};
-use crate::items::{AlertItem, CommandItem, DeviceItem, LatestItem, ReadingItem};
+use crate::items::{AlertItem, CommandItem, DeviceItem, LatestItem, Object, ReadingItem};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use telltale_store::{Reader, StoreError};
@@ -145,8 +145,8 @@ impl<R: Send + 'static, T: telltale_watch::Item> Source<T> for StateSource<R, T>
 /// A collection of `T` over `source`, starting at the source's last seq.
 fn open<T: Resource>(
     epoch: &Arc<str>,
-    source: Arc<dyn Source<T>>,
-) -> Result<Arc<Collection<T>>, SourceError> {
+    source: Arc<dyn Source<Object<T>>>,
+) -> Result<Arc<Collection<Object<T>>>, SourceError> {
     let last = source.last()?;
     Ok(Collection::new(
         T::NAME,

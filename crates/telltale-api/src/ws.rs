@@ -552,16 +552,18 @@ impl Session {
             crate::commands::audit(&self.caller, &item);
         }
         // Its steps follow as events of this message's id, until it ends.
-        let command_id = item.row.id;
-        let seq = item.row.seq;
+        let command_id = item.obj.id;
+        let seq = item.seq();
         let (coll, out, shutdown) = (
             self.state.collections.commands.clone(),
             self.out.clone(),
             self.state.shutdown.clone(),
         );
-        let until =
-            Duration::from_millis((item.row.deadline_ms - telltale_store::now_ms()).max(0) as u64)
-                + Duration::from_secs(5);
+        let until = humantime::parse_rfc3339(&item.obj.deadline)
+            .ok()
+            .and_then(|d| d.duration_since(std::time::SystemTime::now()).ok())
+            .unwrap_or_default()
+            + Duration::from_secs(5);
         tokio::spawn(async move {
             let events = coll.watch(telltale_watch::WatchRequest {
                 start: telltale_watch::Start::After(seq),
@@ -577,10 +579,10 @@ impl Session {
                 let telltale_watch::WatchEvent::Item { item, .. } = &e else {
                     continue;
                 };
-                if item.row.id != command_id {
+                if item.obj.id != command_id {
                     continue;
                 }
-                let done = item.row.state.is_final();
+                let done = item.obj.state.is_final();
                 let event = event_json(&coll, &e).0;
                 if out
                     .send(format!(r#"{{"id":{id},"type":"event","event":{event}}}"#))
