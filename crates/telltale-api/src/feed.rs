@@ -34,8 +34,9 @@ pub async fn feed(
                     let a = feed_commit(&c.alerts, &ch.alerts, ch.alerts_seq, AlertItem::new);
                     let m =
                         feed_commit(&c.commands, &ch.commands, ch.commands_seq, CommandItem::new);
-                    let (l, d, a, m) = (l.await, d.await, a.await, m.await);
-                    r.and(l).and(d).and(a).and(m)
+                    let j = feed_seq(&c.rejects, ch.rejects_seq);
+                    let (l, d, a, m, j) = (l.await, d.await, a.await, m.await, j.await);
+                    r.and(l).and(d).and(a).and(m).and(j)
                 } else {
                     r
                 }
@@ -85,6 +86,19 @@ async fn feed_commit<T: Item, R: Clone>(
     let r = if coll.has_watchers() {
         coll.publish_checked(rows.iter().cloned().map(item).collect())
             .await
+    } else {
+        coll.advance(seq);
+        Ok(())
+    };
+    coll.committed(seq);
+    r
+}
+
+/// Moves a collection whose rows a commit does not carry to its new last
+/// seq: a watched one reads what is new from the store.
+async fn feed_seq<T: Item>(coll: &Collection<T>, seq: u64) -> Result<(), SourceError> {
+    let r = if coll.has_watchers() && seq > coll.last_seq() {
+        coll.resync().await
     } else {
         coll.advance(seq);
         Ok(())

@@ -24,6 +24,7 @@ pub mod metrics;
 mod params;
 mod problem;
 pub mod registry;
+mod rejects;
 mod routes;
 mod rows;
 pub mod rules;
@@ -38,10 +39,10 @@ pub use problem::Problem;
 pub use sources::{Collections, Readers};
 
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Router;
 use registry::{RouteTable, Routes};
 use rules::RulesFile;
 use serde::Deserialize;
@@ -338,8 +339,6 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-type Pairs = Query<Vec<(String, String)>>;
-
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let readers = s.readers.clone();
     let looked =
@@ -359,63 +358,6 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
             format!("no device {id:?}"),
         )
         .into_response(),
-        Ok(Err(e)) => Problem::internal(e).into_response(),
-        Err(e) => Problem::internal(e).into_response(),
-    }
-}
-
-#[derive(Debug, serde::Serialize)]
-struct RejectJson {
-    id: i64,
-    time: String,
-    topic: String,
-    device: Option<String>,
-    kind: String,
-    reason: String,
-    size: i64,
-}
-
-async fn rejects(State(s): State<AppState>, Query(q): Pairs) -> Response {
-    let mut limit = 100usize;
-    for (k, v) in &q {
-        match k.as_str() {
-            "limit" => match v.parse::<usize>() {
-                Ok(n) if (1..=10_000).contains(&n) => limit = n,
-                _ => {
-                    return Problem::bad_param("limit", "limit must be from 1 to 10000")
-                        .into_response()
-                }
-            },
-            _ => {
-                return Problem::bad_param(k, format!("this route does not take the parameter {k}"))
-                    .into_response()
-            }
-        }
-    }
-    let readers = s.readers.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        readers.with(|r| Ok((r.rejects(limit)?, r.reject_counts()?)))
-    })
-    .await;
-    match rows {
-        Ok(Ok((rows, counts))) => {
-            let items: Vec<_> = rows
-                .into_iter()
-                .map(|r| RejectJson {
-                    id: r.id,
-                    time: items::rfc3339(r.at_ms),
-                    topic: r.topic,
-                    device: r.device,
-                    kind: r.kind,
-                    reason: r.reason,
-                    size: r.size,
-                })
-                .collect();
-            let counts: serde_json::Map<String, serde_json::Value> =
-                counts.into_iter().map(|(k, n)| (k, n.into())).collect();
-            Json(serde_json::json!({"kind": "RejectList", "counts": counts, "items": items}))
-                .into_response()
-        }
         Ok(Err(e)) => Problem::internal(e).into_response(),
         Err(e) => Problem::internal(e).into_response(),
     }
@@ -535,7 +477,6 @@ pub fn routes(state: &AppState) -> Routes {
         r = r.collection(c.clone());
     }
     r.route(GET, "/v1/devices/{id}", read, device, op::device())
-        .route(GET, "/v1/rejects", read, rejects, op::rejects())
         .route(
             POST,
             "/v1/devices/{id}/commands",

@@ -172,6 +172,8 @@ pub struct Collections {
     pub alerts: Arc<Collection<AlertItem>>,
     /// `/v1/commands`: open commands and the command history.
     pub commands: Arc<Collection<CommandItem>>,
+    /// `/v1/rejects`: the refused payloads.
+    pub rejects: Arc<Collection<Object<telltale_types::Reject>>>,
     /// Every collection, in registration order.
     pub served: Vec<Arc<dyn Served>>,
 }
@@ -230,12 +232,14 @@ impl Collections {
                 CommandItem::new,
             ),
         )?;
+        let rejects = open(&epoch, Arc::new(crate::rejects::RejectsSource(r())))?;
         let served = vec![
             served(&readings),
             served(&latest),
             served(&devices),
             served(&alerts),
             served(&commands),
+            served(&rejects),
         ];
         Ok(Collections {
             readings,
@@ -243,6 +247,7 @@ impl Collections {
             devices,
             alerts,
             commands,
+            rejects,
             served,
         })
     }

@@ -296,18 +296,20 @@ async fn fixture_with(config: ApiConfig) -> Fixture {
         }))
         .await
         .expect("queued");
-    writer
-        .send(WriteOp::Reject(Reject {
-            at_ms: (now * 1000.0) as i64,
-            topic: "telltale/v1/devices/demo-freezer/telemetry".into(),
-            device: Some("demo-freezer".into()),
-            kind: "malformed_json",
-            reason: "not json".into(),
-            payload: b"[".to_vec(),
-            batch: None,
-        }))
-        .await
-        .expect("queued");
+    for (device, payload) in [("demo-freezer", &b"["[..]), ("demo-greenhouse", b"{")] {
+        writer
+            .send(WriteOp::Reject(Reject {
+                at_ms: (now * 1000.0) as i64,
+                topic: format!("telltale/v1/devices/{device}/telemetry"),
+                device: Some(device.into()),
+                kind: "malformed_json",
+                reason: "not json".into(),
+                payload: payload.to_vec(),
+                batch: None,
+            }))
+            .await
+            .expect("queued");
+    }
     writer.sync().await.expect("committed");
     // One command: /v1/commands has an item.
     writer
@@ -477,13 +479,14 @@ async fn each_route_takes_exactly_its_documented_query_parameters() {
     }
     everywhere.insert("colour".into(), "red".into());
 
-    let collections = ["/v1/readings", "/v1/latest", "/v1/devices"];
+    let collections = ["/v1/readings", "/v1/latest", "/v1/devices", "/v1/rejects"];
     // What the parser's source says, against the document.
     let (log, state) = parsed_params();
     assert!(log.contains("since") && state.contains("throttleSeconds"));
     assert_eq!(names_in(&doc, "/v1/readings", "query"), log);
     assert_eq!(names_in(&doc, "/v1/latest", "query"), state);
     assert_eq!(names_in(&doc, "/v1/devices", "query"), state);
+    assert_eq!(names_in(&doc, "/v1/rejects", "query"), log);
     // Alerts take the state collection's parameters and two shorthands of
     // their own (guarded in the parser, so not in `state`).
     let mut alert_params = state.clone();
@@ -498,11 +501,9 @@ async fn each_route_takes_exactly_its_documented_query_parameters() {
         let a = get(&f.router, &format!("/v1/alerts?{q}"), &[]).await;
         assert_eq!(a.status, StatusCode::OK, "{q}: {}", a.raw);
     }
-    for path in collections.iter().copied().chain(["/v1/rejects"]) {
+    for path in collections {
         let documented = names_in(&doc, path, "query");
-        let (rv, cont) = if path == "/v1/rejects" {
-            (String::new(), String::new())
-        } else {
+        let (rv, cont) = {
             let page = get(&f.router, &format!("{path}?limit=1"), &[]).await;
             assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.raw);
             let rv = page.body["resourceVersion"]
@@ -653,8 +654,12 @@ async fn the_answers_have_the_documented_shape() {
     let a = get(&f.router, "/v1/rejects", &[]).await;
     conforms(&doc, "RejectList", &a.body);
     let items = a.body["items"].as_array().expect("items");
-    assert_eq!(items.len(), 1);
+    assert_eq!(items.len(), 2);
     conforms(&doc, "Reject", &items[0]);
+    assert!(
+        items[0]["id"].as_i64() < items[1]["id"].as_i64(),
+        "oldest first"
+    );
 
     // Every problem code the routes use is documented.
     let codes: BTreeSet<String> = doc["components"]["schemas"]["Problem"]["properties"]["code"]

@@ -66,6 +66,8 @@ struct Group {
     want_readings: bool,
     /// Last seq of the readings shown before the commit (0: none).
     shown: u64,
+    /// The id of the last reject this group stored, if it stored one.
+    last_reject: Option<u64>,
     /// Alert transitions of this group, written at its end.
     transitions: Vec<telltale_rules::Transition>,
     /// Alerts changed by this group (transitions and acks).
@@ -138,6 +140,7 @@ impl Writer {
         stats.devices_seq.store(devices.next_seq - 1, Relaxed);
         stats.alerts_seq.store(next_alerts_seq - 1, Relaxed);
         stats.commands_seq.store(next_commands_seq - 1, Relaxed);
+        stats.rejects_seq.store(rejects::last_id(&conn)?, Relaxed);
         stats.oldest_seq.store(ring.oldest_seq, Relaxed);
         Ok(Writer {
             conn,
@@ -338,6 +341,9 @@ impl Writer {
         s.oldest_seq.store(st.ring.oldest_seq, Relaxed);
         s.alerts_seq.store(alerts_seq, Relaxed);
         s.commands_seq.store(commands_seq, Relaxed);
+        if let Some(id) = group.last_reject {
+            s.rejects_seq.store(id, Relaxed);
+        }
         s.last_commit_ms.store(now_ms(), Relaxed);
         if !group.acks.is_empty() {
             let acks = group
@@ -357,6 +363,7 @@ impl Writer {
                 && group.device_rows.is_empty()
                 && group.alert_rows.is_empty()
                 && group.command_rows.is_empty()
+                && group.last_reject.is_none()
                 && group.shown == 0)
         {
             let _ = self.events.send(Arc::new(Changes {
@@ -371,6 +378,7 @@ impl Writer {
                 alerts_seq,
                 commands: group.command_rows,
                 commands_seq,
+                rejects_seq: s.rejects_seq.load(Relaxed),
             }));
         }
         for w in group.syncs {
@@ -428,6 +436,7 @@ fn show(events: &broadcast::Sender<Arc<Changes>>, state: &State, group: &mut Gro
         alerts_seq: s.alerts_seq.load(Relaxed),
         commands: Vec::new(),
         commands_seq: s.commands_seq.load(Relaxed),
+        rejects_seq: s.rejects_seq.load(Relaxed),
     }));
 }
 
@@ -589,7 +598,12 @@ impl State {
             }
         }
         let c = &self.config;
-        rejects::insert(tx, &r, c.reject_payload_bytes, c.max_rejects)?;
+        group.last_reject = Some(rejects::insert(
+            tx,
+            &r,
+            c.reject_payload_bytes,
+            c.max_rejects,
+        )?);
         self.stats.rejects.fetch_add(1, Relaxed);
         Ok(())
     }

@@ -98,6 +98,9 @@ pub struct Changes {
     pub commands: Vec<CommandRow>,
     /// Last commands seq after this commit.
     pub commands_seq: u64,
+    /// Last reject id after this commit (rejects are not carried: a
+    /// watcher reads them from the store).
+    pub rejects_seq: u64,
 }
 
 /// Counters the writer keeps, read by benchmarks and metrics.
@@ -129,6 +132,8 @@ pub struct StoreStats {
     pub alerts_seq: AtomicU64,
     /// Last commands seq committed.
     pub commands_seq: AtomicU64,
+    /// Last reject id committed.
+    pub rejects_seq: AtomicU64,
     /// Alert transitions written.
     pub alert_transitions: AtomicU64,
     /// When the last commit finished (ms since the epoch).

@@ -42,16 +42,6 @@ pub fn device() -> Op {
         .refd(500, "Internal")
 }
 
-/// `GET /v1/rejects`.
-pub fn rejects() -> Op {
-    Op::new("rejects", "meta", "Refused payloads")
-        .describe("The newest rejected payloads and the count of each kind. Takes only `limit`; it has no watch, long poll or resourceVersion.")
-        .param("rejectLimit")
-        .json(200, "The rejects.", "RejectList")
-        .refd(400, "BadRequest")
-        .refd(500, "Internal")
-}
-
 /// `GET /v1/openapi.json`.
 pub fn openapi() -> Op {
     Op::new("openapi", "meta", "This document").content(
