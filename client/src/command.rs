@@ -6,7 +6,7 @@ use crate::cli::CommandArgs;
 use crate::fail::Fail;
 use crate::http::Hub;
 use crate::output::{command_end, command_header, command_steps, out, problem_text};
-use crate::ws::{self, Backoff, Conn, ANSWER_TIMEOUT, SOCKET_SILENCE};
+use crate::ws::{self, Conn, ANSWER_TIMEOUT, SOCKET_SILENCE};
 use futures_util::StreamExt;
 use std::time::Duration;
 use telltale_types::{ClientMessage, Command, CommandMessage, CommandState, Reply, ServerMessage};
@@ -38,14 +38,14 @@ pub async fn command(hub: &Hub, a: CommandArgs) -> Result<i32, Fail> {
         Instant::now() + Duration::from_secs(a.timeout.unwrap_or(30)) + Duration::from_secs(20);
     let mut printed: Vec<CommandState> = Vec::new();
     let mut command_id: Option<u64> = None;
-    let mut backoff = Backoff { failures: 0 };
+    let mut backoff = ws::backoff();
     let mut next_id = 1u64;
     let mut connected_once = false;
     loop {
         let why = match hub.open().await {
             Ok(mut ws) => {
                 connected_once = true;
-                backoff.failures = 0;
+                backoff.reset();
                 msg.id = next_id;
                 next_id += 1;
                 match follow_command(
@@ -65,7 +65,7 @@ pub async fn command(hub: &Hub, a: CommandArgs) -> Result<i32, Fail> {
             Err(Fail::Unreachable(m)) if connected_once => m,
             Err(f) => return Err(f),
         };
-        let wait = backoff.next();
+        let wait = ws::next_wait(&mut backoff);
         if Instant::now() + wait >= give_up {
             return Err(Fail::Unreachable(match command_id {
                 Some(id) => format!("{why}; command {id} may still run: see GET /v1/commands/{id}"),

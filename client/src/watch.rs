@@ -127,7 +127,7 @@ pub async fn watch(hub: &Hub, args: WatchArgs) -> Result<i32, Fail> {
             .await?;
         st.rv = Some(list.resource_version);
     }
-    let mut backoff = Backoff { failures: 0 };
+    let mut backoff = ws::backoff();
     let mut connected_once = false;
     loop {
         let ended = match hub.open().await {
@@ -138,7 +138,7 @@ pub async fn watch(hub: &Hub, args: WatchArgs) -> Result<i32, Fail> {
             Err(Fail::Unreachable(m)) if connected_once => Ended::Down(m),
             Err(f) => return Err(f),
         };
-        let wait = backoff.next();
+        let wait = ws::next_wait(&mut backoff);
         let secs = wait.as_secs_f64();
         match ended {
             Ended::Lost(why) => eprintln!(
@@ -159,7 +159,7 @@ pub async fn watch_on(
     backoff: &mut Backoff,
 ) -> Result<Ended, Fail> {
     // A reconnect (said once, at the first confirmation on this socket).
-    let mut resumed = backoff.failures > 0;
+    let mut resumed = backoff.attempts() > 0;
     let (mut current, msg) = st.message();
     if let Err(e) = ws::send(ws, &msg).await {
         return Ok(Ended::Lost(e.to_string()));
@@ -239,7 +239,7 @@ pub async fn watch_on(
                 }
                 st.started = true;
                 resumed = false;
-                backoff.failures = 0;
+                backoff.reset();
             }
             Some(ServerMessage::Result(Reply {
                 id: Some(i), error, ..
@@ -437,7 +437,10 @@ mod tests {
             };
             let task = tokio::spawn(async move {
                 let mut ws = Fake { from_hub, to_hub };
-                let mut backoff = Backoff { failures };
+                let mut backoff = ws::backoff();
+                for _ in 0..failures {
+                    ws::next_wait(&mut backoff);
+                }
                 let r = watch_on(&mut ws, &mut st, &mut backoff).await;
                 (r, st)
             });

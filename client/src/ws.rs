@@ -9,6 +9,7 @@ use futures_util::{Sink, SinkExt, Stream};
 use reqwest::Url;
 use serde_json::Value;
 use std::time::Duration;
+use telltale_limits::{Jitter, Schedule};
 use telltale_types::{ClientMessage, ServerMessage};
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -31,31 +32,25 @@ impl<T> Conn for T where
 {
 }
 
-/// Reconnection delays: doubling from `MIN` to `MAX`.
-#[derive(Debug)]
-pub struct Backoff {
-    /// Failed attempts since the last success.
-    pub failures: u32,
+pub use telltale_limits::Backoff;
+
+/// Reconnection delays: doubling from 500 ms to 30 s, with up to 20% taken
+/// off so that many clients of a restarted hub do not come back all at
+/// once.
+pub const RECONNECTS: Schedule = Schedule {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(30),
+    jitter: Jitter::UpTo { percent: 20 },
+};
+
+/// A reconnect backoff with no failure yet.
+pub fn backoff() -> Backoff {
+    Backoff::new(RECONNECTS)
 }
 
-impl Backoff {
-    pub const MIN: Duration = Duration::from_millis(500);
-    pub const MAX: Duration = Duration::from_secs(30);
-
-    /// The delay before the next attempt (without jitter).
-    pub fn delay(failures: u32) -> Duration {
-        Self::MIN
-            .saturating_mul(1u32 << failures.min(10))
-            .min(Self::MAX)
-    }
-
-    /// The next delay, with up to 20% taken off so that many clients of a
-    /// restarted hub do not come back all at once.
-    pub fn next(&mut self) -> Duration {
-        let d = Self::delay(self.failures);
-        self.failures = self.failures.saturating_add(1);
-        d.mul_f64(1.0 - rand::random::<f64>() * 0.2)
-    }
+/// The next reconnect delay (counts a failure).
+pub fn next_wait(backoff: &mut Backoff) -> Duration {
+    backoff.next_wait(rand::random())
 }
 
 /// How long the hub may take to answer a message.
@@ -131,10 +126,20 @@ mod tests {
     #[test]
     fn backoff_doubles_to_a_cap() {
         let got: Vec<u64> = (0..8)
-            .map(|n| Backoff::delay(n).as_millis() as u64)
+            .map(|n| RECONNECTS.ceiling(n).as_millis() as u64)
             .collect();
         assert_eq!(got, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
-        assert_eq!(Backoff::delay(u32::MAX), Backoff::MAX);
+        assert_eq!(RECONNECTS.ceiling(u32::MAX), RECONNECTS.max);
+        // Each wait is its ceiling less at most a fifth, and counts a failure.
+        let mut b = backoff();
+        for n in 0..8 {
+            let w = next_wait(&mut b);
+            let c = RECONNECTS.ceiling(n);
+            assert!(w <= c && w >= c.mul_f64(0.8), "{w:?} {c:?}");
+            assert_eq!(b.attempts(), n + 1);
+        }
+        b.reset();
+        assert_eq!(b.ceiling(), RECONNECTS.initial);
     }
 
     #[test]

@@ -25,6 +25,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+mod rate;
+
 /// A WebSocket frame as the session sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -234,8 +236,7 @@ pub async fn session<S, R, E>(
         out: out_tx,
         watches: HashMap::new(),
         limits: limits.clone(),
-        tokens: limits.burst,
-        refilled: Instant::now(),
+        rate: rate::MessageRate::new(limits.rate_per_sec, limits.burst),
     };
     let revoked = state.auth.until_invalid(&caller);
     tokio::pin!(revoked);
@@ -325,9 +326,9 @@ struct Session {
     /// Open watches by the id of the message that opened them.
     watches: HashMap<u64, JoinHandle<()>>,
     limits: WsLimits,
-    /// Rate limit: a token bucket.
-    tokens: f64,
-    refilled: Instant,
+    /// The socket's message rate (`rate_per_sec`, `burst`): each client
+    /// message that parses takes a cell.
+    rate: rate::MessageRate,
 }
 
 fn bad(code: &'static str, detail: impl Into<String>) -> Problem {
@@ -376,11 +377,6 @@ impl Session {
                 ),
             ));
         }
-        // The rate limit: refill, then take a token.
-        let now = Instant::now();
-        let secs = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + secs * self.limits.rate_per_sec).min(self.limits.burst);
         let msg: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -391,7 +387,8 @@ impl Session {
             }
         };
         let id_value = msg.get("id").cloned().unwrap_or(Value::Null);
-        if self.tokens < 1.0 {
+        // The rate limit: a message that parses takes a cell.
+        if !self.rate.take() {
             return Some(error(
                 &id_value,
                 Problem {
@@ -404,7 +401,6 @@ impl Session {
                 },
             ));
         }
-        self.tokens -= 1.0;
         let Some(id) = msg.get("id").and_then(Value::as_u64) else {
             return Some(error(
                 &id_value,

@@ -127,8 +127,15 @@ pub struct PresenceEvent {
 /// Ingest, running: a thread that drains the broker link into the store
 /// writer, and a task that publishes acks after commits.
 pub struct Running {
+    /// The drain thread, joined first: after it nothing more is queued.
     thread: std::thread::JoinHandle<()>,
+    /// The ack task, awaited last: it ends once the acks owed are published.
     acks: tokio::task::JoinHandle<()>,
+    /// Tells the ack task that the final sync has been answered: every ack
+    /// owed is in its channel, so it publishes what is queued and ends
+    /// (the store writer, which holds the channel's sender, lives on).
+    acks_done: CancellationToken,
+    /// For the final sync.
     writer: WriterHandle,
 }
 
@@ -147,12 +154,14 @@ pub fn start(
     auth: watch::Receiver<Arc<AuthSnapshot>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<Running> {
+    let acks_done = CancellationToken::new();
     let ack_task = tokio::spawn(send_acks(
         acks,
         publisher,
         config.topic_prefix.clone(),
         stats.clone(),
         auth.clone(),
+        acks_done.clone(),
     ));
     stats.running.store(true, Relaxed);
     let mut ingest = Ingest {
@@ -181,23 +190,28 @@ pub fn start(
     Ok(Running {
         thread,
         acks: ack_task,
+        acks_done,
         writer,
     })
 }
 
 impl Running {
     /// Waits for the drain thread to end, commits what it queued and sends
-    /// the acks owed.
+    /// the acks owed; it returns as soon as they are published. It has no
+    /// timer of its own: the caller bounds it (the hub's stop deadline), and
+    /// dropping it there leaves the ack task to finish on its own.
     pub async fn stopped(self) {
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        // The writer sends a commit's acks before it answers a sync in the
+        // same group, so once this returns every ack owed for a committed
+        // batch is in the ack task's channel.
         if let Err(e) = self.writer.sync().await {
             tracing::warn!(error = %e, "final store sync failed");
         }
         drop(self.writer);
-        // The ack task ends when the store writer (the acks sender) is gone;
-        // give it a moment for the last acks.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.acks).await;
+        self.acks_done.cancel();
+        let _ = self.acks.await;
     }
 }
 
@@ -207,8 +221,9 @@ async fn send_acks(
     prefix: String,
     stats: Arc<IngestStats>,
     auth: watch::Receiver<Arc<AuthSnapshot>>,
+    done: CancellationToken,
 ) {
-    while let Some(batch) = acks.recv().await {
+    let publish = |batch: Vec<AckOut>| {
         let auth = auth.borrow().clone();
         for a in batch {
             let body = Ack {
@@ -223,6 +238,21 @@ async fn send_acks(
                 Err(e) => tracing::error!(error = %e, "ack encode failed"),
             }
         }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            batch = acks.recv() => match batch {
+                Some(batch) => publish(batch),
+                // The store writer is gone: nothing more can be owed.
+                None => return,
+            },
+            () = done.cancelled() => break,
+        }
+    }
+    // The final sync was answered: what is queued now is the last owed.
+    while let Ok(batch) = acks.try_recv() {
+        publish(batch);
     }
 }
 

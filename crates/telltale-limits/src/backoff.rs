@@ -17,6 +17,15 @@ pub enum Jitter {
     /// never at once, so a receiver that is down is not hammered, still
     /// spread (the hub's notification retries).
     Equal,
+    /// Uniform between the ceiling less `percent` of it (at most 100) and
+    /// the ceiling: every wait close to the doubling, so a person reading
+    /// "trying again in 4.0 s" sees the schedule, still spread enough that
+    /// the clients of a restarted hub do not come back in step (the laptop
+    /// client's reconnects, with 20).
+    UpTo {
+        /// The most taken off the ceiling, in percent.
+        percent: u8,
+    },
 }
 
 /// A backoff schedule: what to wait after a number of failures.
@@ -61,6 +70,9 @@ impl Schedule {
         let floor = match self.jitter {
             Jitter::FromInitial => self.initial.min(ceiling),
             Jitter::Equal => ceiling / 2,
+            Jitter::UpTo { percent } => {
+                ceiling - ceiling.mul_f64(f64::from(percent.min(100)) / 100.0)
+            }
         };
         floor + (ceiling - floor).mul_f64(random)
     }
@@ -172,6 +184,42 @@ mod tests {
         assert_eq!(b.attempts(), 0);
         // The first wait after a success is the shortest, whatever the draw.
         assert_eq!(b.next_wait(rng.random()), min);
+    }
+
+    #[test]
+    fn up_to_table() {
+        // (failures, percent, random, expected), from 500 ms to 30 s.
+        let table = [
+            (0, 20, 0.0, MS(400)),
+            (0, 20, 1.0, MS(500)),
+            (0, 20, 0.5, MS(450)),
+            (3, 20, 0.0, MS(3_200)),
+            (3, 20, 1.0, MS(4_000)),
+            (6, 20, 0.0, S(24)),
+            (6, 20, 1.0, S(30)),
+            (u32::MAX, 20, 0.0, S(24)),
+            (0, 0, 0.0, MS(500)),
+            (0, 100, 0.0, Duration::ZERO),
+            (0, 255, 0.0, Duration::ZERO),
+            (0, 20, f64::NAN, MS(400)),
+            (0, 20, 9.0, MS(500)),
+        ];
+        for (failures, percent, random, want) in table {
+            let s = Schedule::new(MS(500), S(30), Jitter::UpTo { percent });
+            assert_eq!(
+                s.wait(failures, random),
+                want,
+                "failures {failures}, percent {percent}, random {random}"
+            );
+        }
+        // Drawn at random, every wait is within a fifth below its ceiling.
+        let mut b = Backoff::new(Schedule::new(MS(500), S(30), Jitter::UpTo { percent: 20 }));
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..50 {
+            let c = b.ceiling();
+            let w = b.next_wait(rng.random());
+            assert!(w <= c && w >= c.mul_f64(0.8), "{w:?} {c:?}");
+        }
     }
 
     #[test]

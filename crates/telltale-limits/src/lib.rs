@@ -2,7 +2,7 @@
 //!
 //! - [`backoff`]: the retry schedule (exponential growth to a ceiling, with
 //!   jitter) of every retry loop: the agent's reconnects, the hub's
-//!   notification retries;
+//!   notification retries, the laptop client's reconnects;
 //! - [`per_key`]: a cap on how many of something one key holds at once:
 //!   connections per client address (the HTTP server and the MQTT
 //!   listeners), watches and sockets per API token.
