@@ -23,9 +23,10 @@ pub struct List<T> {
     pub next: Option<String>,
 }
 
-/// The answer of `/v1/rejects`: the newest rejects and the count of each
-/// kind since the database was created.
+/// The newest rejects, newest first, and counts by kind since the database
+/// was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RejectList {
     /// `RejectList`.
     pub kind: String,
@@ -35,16 +36,18 @@ pub struct RejectList {
     pub items: Vec<Reject>,
 }
 
-/// The object of a `BOOKMARK` event.
+/// The object of a BOOKMARK event: everything up to `resourceVersion` has
+/// been sent or filtered out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bookmark {
     /// `Bookmark`.
     pub kind: String,
     /// Where the stream stands: a resume from it misses nothing.
     #[serde(rename = "resourceVersion")]
     pub resource_version: String,
-    /// `true` on the bookmark that ends the initial events
-    /// (`sendInitialEvents`).
+    /// True on the bookmark that ends the initial events of
+    /// `sendInitialEvents=true`.
     #[serde(rename = "initialEventsEnd")]
     pub initial_events_end: bool,
 }
