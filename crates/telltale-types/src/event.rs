@@ -1,10 +1,8 @@
 //! What a read of a collection answers: a list object (snapshot, long
 //! poll) or a stream of watch events (SSE, NDJSON, WebSocket).
 
-use crate::items::Reject;
 use crate::problem::Problem;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// A list object: one page of a collection, consistent with one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,28 +21,18 @@ pub struct List<T> {
     pub next: Option<String>,
 }
 
-/// The answer of `/v1/rejects`: the newest rejects and the count of each
-/// kind since the database was created.
+/// The object of a BOOKMARK event: everything up to `resourceVersion` has
+/// been sent or filtered out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectList {
-    /// `RejectList`.
-    pub kind: String,
-    /// Rejects of each kind, all time.
-    pub counts: BTreeMap<String, u64>,
-    /// The newest rejects.
-    pub items: Vec<Reject>,
-}
-
-/// The object of a `BOOKMARK` event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bookmark {
     /// `Bookmark`.
     pub kind: String,
     /// Where the stream stands: a resume from it misses nothing.
     #[serde(rename = "resourceVersion")]
     pub resource_version: String,
-    /// `true` on the bookmark that ends the initial events
-    /// (`sendInitialEvents`).
+    /// True on the bookmark that ends the initial events of
+    /// `sendInitialEvents=true`.
     #[serde(rename = "initialEventsEnd")]
     pub initial_events_end: bool,
 }

@@ -10,7 +10,10 @@
 //! and output) is a `serde_json` value. This crate owns only the shapes: it
 //! never does IO and knows nothing of HTTP, WebSockets as a transport,
 //! tokio, SQLite or how the store keeps a row. It has no error type of its
-//! own: a bad object is a `serde_json` error at the caller.
+//! own: a bad object is a `serde_json` error at the caller. With the
+//! `openapi` feature (the hub's API only) the types also derive utoipa's
+//! `ToSchema`, and the OpenAPI document's object schemas are generated from
+//! them, so the document and the types cannot drift apart.
 
 mod event;
 mod items;
@@ -19,7 +22,7 @@ mod requests;
 mod states;
 mod ws;
 
-pub use event::{Bookmark, List, RejectList, WatchEvent};
+pub use event::{Bookmark, List, WatchEvent};
 pub use items::{Alert, AlertAck, Command, Device, Latest, Reading, ReadingValue, Reject};
 pub use problem::Problem;
 pub use requests::{AckRequest, CommandRequest};

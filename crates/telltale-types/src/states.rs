@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Where a device command is in its lifecycle (docs/api.md, Commands):
 /// `queued` → `sent` → `delivered` → one of the four ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CommandState {
     /// Stored, not yet published to the device.
@@ -68,6 +69,7 @@ impl CommandState {
 
 /// Where an alert is in its lifecycle (docs/alerts.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     /// The condition holds but not yet for the rule's `for`.
@@ -119,6 +121,7 @@ impl std::fmt::Display for CommandState {
 
 /// An alert rule's severity, most severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Someone must act now.

@@ -2,14 +2,17 @@
 //! registered route is an operation (a route cannot be registered without
 //! its [`Op`]), each collection's operation comes from its [`Resource`]
 //! description, and what follows from a route's need is added here once
-//! (`security`, `x-scope`, 401, 403, 429, 413, 431). The shared components
-//! (object schemas, parameters, responses, security schemes) are in
-//! `base.json`.
+//! (`security`, `x-scope`, 401, 403, 429, 413, 431). The object schemas
+//! come from telltale-types' `ToSchema` derives (`schemas.rs`, which also
+//! says which schemas stay in `base.json` and why); the other shared
+//! components (parameters, responses, security schemes), info, servers
+//! and tags are in `base.json`.
 //!
 //! `src/openapi.json` is this document as committed (for readers and the
 //! API scan); a test holds it equal to what the code generates.
 
 pub mod ops;
+mod schemas;
 
 use crate::auth::{Need, Scope};
 use axum::http::Method;
@@ -261,6 +264,9 @@ pub fn document<'a>(
         if let Value::Object(item) = item {
             item.insert(method.as_str().to_ascii_lowercase(), op.render(need));
         }
+    }
+    if let Some(Value::Object(objects)) = doc.pointer_mut("/components/schemas") {
+        objects.extend(schemas::generated());
     }
     if let Value::Object(d) = &mut doc {
         d.insert("paths".into(), Value::Object(paths));
