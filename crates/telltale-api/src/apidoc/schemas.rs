@@ -64,6 +64,7 @@ const CODES: &[&str] = &[
     "not_ready",
     "unauthorized",
     "forbidden",
+    "route_not_declared",
     "rate_limited",
     "body_too_large",
     "token_exists",
