@@ -122,13 +122,7 @@ impl Supervisor {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let handle = self.tracker.spawn(task);
-        self.tasks.push(Task {
-            stage,
-            name,
-            handle,
-            abort: false,
-        });
+        self.track(stage, name, task, false);
     }
 
     /// Spawns a task without a token of its own, aborted when `stage`
@@ -138,13 +132,21 @@ impl Supervisor {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.track(stage, name, task, true);
+    }
+
+    fn track<F>(&mut self, stage: Stage, name: &'static str, task: F, abort: bool)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let handle = self.tracker.spawn(task);
-        self.tasks.push(Task {
+        let task = Task {
             stage,
             name,
             handle,
-            abort: true,
-        });
+            abort,
+        };
+        self.tasks.push(task);
     }
 
     /// Spawns the HTTP server (a stage of its own within [`Stage::Api`]:

@@ -5,7 +5,7 @@ use crate::collection::{served, Resource, Served};
 use crate::items::{AlertItem, CommandItem, DeviceItem, LatestItem, Object, ReadingItem};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use telltale_store::{Reader, StoreError};
+use telltale_store::{AlertRow, CommandRow, DeviceRow, LatestRow, Reader, StoreError};
 use telltale_watch::{Collection, Source, SourceError};
 
 /// Read-only connections to the hub's database, reused.
@@ -82,17 +82,47 @@ impl Source<ReadingItem> for ReadingsSource {
     }
 }
 
-/// A state collection's table, read through three queries: the rows
-/// changed after a seq, every row, and the collection's last seq. One
-/// source serves every state collection of the store.
+/// The three queries that read a state collection's table: the rows
+/// changed after a seq (oldest first, at most a limit), every row, and the
+/// collection's last committed seq.
+pub struct Table<R> {
+    after: fn(&Reader, u64, usize) -> Result<Vec<R>, StoreError>,
+    all: fn(&Reader) -> Result<Vec<R>, StoreError>,
+    seq: fn(&Reader) -> Result<u64, StoreError>,
+}
+
+/// `latest`: the newest reading per (device, metric).
+const LATEST: Table<LatestRow> = Table {
+    after: Reader::latest_after,
+    all: Reader::latest_all,
+    seq: |r| Ok(r.collection_seqs()?.1),
+};
+/// `devices`.
+const DEVICES: Table<DeviceRow> = Table {
+    after: Reader::devices_after,
+    all: Reader::devices_all,
+    seq: |r| Ok(r.collection_seqs()?.2),
+};
+/// `alerts`.
+const ALERTS: Table<AlertRow> = Table {
+    after: Reader::alerts_after,
+    all: Reader::alerts_all,
+    seq: Reader::alerts_seq,
+};
+/// `commands`.
+const COMMANDS: Table<CommandRow> = Table {
+    after: Reader::commands_after,
+    all: Reader::commands_all,
+    seq: Reader::commands_seq,
+};
+
+/// A state collection's source: its table's queries, and how a row
+/// becomes the collection's item. One source serves every state
+/// collection of the store.
 pub struct StateSource<R, T> {
     readers: Arc<Readers>,
-    /// Rows with seq above the first argument, oldest first, at most the second.
-    after: fn(&Reader, u64, usize) -> Result<Vec<R>, StoreError>,
-    /// Every row.
-    all: fn(&Reader) -> Result<Vec<R>, StoreError>,
-    /// The collection's last committed seq.
-    seq: fn(&Reader) -> Result<u64, StoreError>,
+    /// The table's queries.
+    table: Table<R>,
     /// A row as the collection's item.
     item: fn(R) -> Arc<T>,
 }
@@ -104,19 +134,11 @@ impl<R, T> std::fmt::Debug for StateSource<R, T> {
 }
 
 impl<R, T> StateSource<R, T> {
-    /// A source over `readers` with the table's three queries.
-    pub fn new(
-        readers: Arc<Readers>,
-        after: fn(&Reader, u64, usize) -> Result<Vec<R>, StoreError>,
-        all: fn(&Reader) -> Result<Vec<R>, StoreError>,
-        seq: fn(&Reader) -> Result<u64, StoreError>,
-        item: fn(R) -> Arc<T>,
-    ) -> Arc<Self> {
+    /// A source over `readers` with the table's queries.
+    pub fn new(readers: Arc<Readers>, table: Table<R>, item: fn(R) -> Arc<T>) -> Arc<Self> {
         Arc::new(StateSource {
             readers,
-            after,
-            all,
-            seq,
+            table,
             item,
         })
     }
@@ -124,21 +146,21 @@ impl<R, T> StateSource<R, T> {
 
 impl<R: Send + 'static, T: telltale_watch::Item> Source<T> for StateSource<R, T> {
     fn after(&self, after: u64, limit: usize) -> Result<Vec<Arc<T>>, SourceError> {
-        let rows = self.readers.with(|r| (self.after)(r, after, limit))?;
+        let rows = self.readers.with(|r| (self.table.after)(r, after, limit))?;
         Ok(rows.into_iter().map(self.item).collect())
     }
     fn state(&self) -> Result<(Vec<Arc<T>>, u64), SourceError> {
         // One read transaction: the list and its version agree.
         let (rows, seq) = self
             .readers
-            .with(|r| r.snapshot(|r| Ok(((self.all)(r)?, (self.seq)(r)?))))?;
+            .with(|r| r.snapshot(|r| Ok(((self.table.all)(r)?, (self.table.seq)(r)?))))?;
         let mut items: Vec<_> = rows.into_iter().map(self.item).collect();
         // Key order: the order of a state collection's pages.
         items.sort_by(|a, b| a.key().cmp(b.key()));
         Ok((items, seq))
     }
     fn last(&self) -> Result<u64, SourceError> {
-        self.readers.with(|r| (self.seq)(r))
+        self.readers.with(|r| (self.table.seq)(r))
     }
 }
 
@@ -192,46 +214,10 @@ impl Collections {
     pub fn open(readers: &Arc<Readers>, epoch: Arc<str>) -> Result<Collections, SourceError> {
         let r = || readers.clone();
         let readings = open(&epoch, Arc::new(ReadingsSource(r())))?;
-        let latest = open(
-            &epoch,
-            StateSource::new(
-                r(),
-                Reader::latest_after,
-                Reader::latest_all,
-                |r| Ok(r.collection_seqs()?.1),
-                LatestItem::new,
-            ),
-        )?;
-        let devices = open(
-            &epoch,
-            StateSource::new(
-                r(),
-                Reader::devices_after,
-                Reader::devices_all,
-                |r| Ok(r.collection_seqs()?.2),
-                DeviceItem::new,
-            ),
-        )?;
-        let alerts = open(
-            &epoch,
-            StateSource::new(
-                r(),
-                Reader::alerts_after,
-                Reader::alerts_all,
-                Reader::alerts_seq,
-                AlertItem::new,
-            ),
-        )?;
-        let commands = open(
-            &epoch,
-            StateSource::new(
-                r(),
-                Reader::commands_after,
-                Reader::commands_all,
-                Reader::commands_seq,
-                CommandItem::new,
-            ),
-        )?;
+        let latest = open(&epoch, StateSource::new(r(), LATEST, LatestItem::new))?;
+        let devices = open(&epoch, StateSource::new(r(), DEVICES, DeviceItem::new))?;
+        let alerts = open(&epoch, StateSource::new(r(), ALERTS, AlertItem::new))?;
+        let commands = open(&epoch, StateSource::new(r(), COMMANDS, CommandItem::new))?;
         let rejects = open(&epoch, Arc::new(crate::rejects::RejectsSource(r())))?;
         let served = vec![
             served(&readings),
