@@ -90,6 +90,7 @@ pub enum Resource {
     Devices,
     Alerts,
     Commands,
+    Rejects,
 }
 
 impl From<Resource> for telltale_types::Resource {
@@ -100,6 +101,7 @@ impl From<Resource> for telltale_types::Resource {
             Resource::Devices => telltale_types::Resource::Devices,
             Resource::Alerts => telltale_types::Resource::Alerts,
             Resource::Commands => telltale_types::Resource::Commands,
+            Resource::Rejects => telltale_types::Resource::Rejects,
         }
     }
 }

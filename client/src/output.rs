@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use telltale_types::{
-    Alert, Command, CommandState, Device, Latest, Problem, Reading, ReadingValue, WatchEvent,
+    Alert, Command, CommandState, Device, Latest, Problem, Reading, ReadingValue, Reject,
+    WatchEvent,
 };
 
 /// Writes one line to standard output.
@@ -262,6 +263,12 @@ fn item_line(resource: Resource, o: &Value) -> Option<(Option<String>, String)> 
             .map(str::to_owned);
             (time, what)
         }
+        Resource::Rejects => {
+            let r = Reject::deserialize(o).ok()?;
+            let device = r.device.as_deref().unwrap_or("-");
+            let what = format!("reject {} {} {device}: {}", r.id, r.kind, r.reason);
+            (Some(r.time), what)
+        }
     })
 }
 
@@ -507,6 +514,11 @@ demo-freezer  door    false      2025-06-01T11:00:10.000Z (1h ago)
                 Resource::Commands,
                 json!({"type":"MODIFIED","resourceVersion":"e-9","object":{"id":8,"device":"d","name":"x","params":{},"state":"expired","createdAt":"2025-06-01T12:00:01.000Z","deadline":"2025-06-01T12:00:31.000Z","sentAt":null,"deliveredAt":null,"finishedAt":"2025-06-01T12:00:31.000Z","output":null,"reason":"deadline passed"}}),
                 Some("12:00:31.000 MODIFIED command 8 d x expired: deadline passed"),
+            ),
+            (
+                Resource::Rejects,
+                json!({"type":"ADDED","resourceVersion":"e-11","object":{"id":4,"time":"2025-06-01T12:00:11.000Z","topic":"telltale/v1/devices/d/telemetry","device":"d","kind":"malformed_json","reason":"not json","size":1}}),
+                Some("12:00:11.000 ADDED reject 4 malformed_json d: not json"),
             ),
             (
                 // An object this client cannot read: as the hub sent it.

@@ -380,7 +380,7 @@ async fn method_not_allowed() -> Response {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this route answers GET only",
+        "this route does not take this method: the Allow header names those it takes",
     )
     .into_response()
 }

@@ -198,6 +198,8 @@ pub enum Resource {
     Alerts,
     /// `/v1/commands`, a state collection keyed by command id.
     Commands,
+    /// `/v1/rejects`, a log of the payloads the hub refused.
+    Rejects,
 }
 
 impl Resource {
@@ -209,6 +211,7 @@ impl Resource {
             Resource::Devices => "devices",
             Resource::Alerts => "alerts",
             Resource::Commands => "commands",
+            Resource::Rejects => "rejects",
         }
     }
 }
