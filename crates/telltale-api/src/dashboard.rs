@@ -128,23 +128,16 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     if not_modified(headers, asset.etag) {
         return (StatusCode::NOT_MODIFIED, out).into_response();
     }
-    out.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(asset.content_type),
-    );
-    out.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    let mut fixed = vec![
+        (header::CONTENT_TYPE, asset.content_type),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
     if !asset.csp.is_empty() {
-        out.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(asset.csp),
-        );
-        out.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        fixed.push((header::CONTENT_SECURITY_POLICY, asset.csp));
+        fixed.push((header::REFERRER_POLICY, "no-referrer"));
+    }
+    for (name, value) in fixed {
+        out.insert(name, HeaderValue::from_static(value));
     }
     let body = match negotiate(headers) {
         Coding::Brotli => {

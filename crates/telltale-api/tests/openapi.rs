@@ -795,26 +795,21 @@ async fn commands_answer_as_documented() {
 
     let body = r#"{"name": "set_interval", "params": {"seconds": 5}, "timeoutSeconds": 10}"#;
     let key = [("Idempotency-Key", "k-1")];
-    let a = request(
-        &f.router,
-        "POST",
-        "/v1/devices/demo-freezer/commands",
-        &key,
-        body,
-    )
-    .await;
+    let post = || {
+        request(
+            &f.router,
+            "POST",
+            "/v1/devices/demo-freezer/commands",
+            &key,
+            body,
+        )
+    };
+    let a = post().await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.raw);
     conforms(&doc, "Command", &a.body);
     assert_eq!(a.body["state"], "queued");
     // The same key: the same command, not a second one.
-    let b = request(
-        &f.router,
-        "POST",
-        "/v1/devices/demo-freezer/commands",
-        &key,
-        body,
-    )
-    .await;
+    let b = post().await;
     assert_eq!(b.status, StatusCode::OK, "{}", b.raw);
     assert_eq!(b.body["id"], a.body["id"]);
     let list = get(&f.router, "/v1/commands", &[]).await;
