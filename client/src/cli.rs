@@ -1,7 +1,7 @@
 //! The command line: subcommands, flags and their parsing. Help texts and
 //! exit codes are part of the interface (README.md, docs/api.md).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 
 /// `telltale ...`.
@@ -82,40 +82,20 @@ pub enum ClientCommand {
     },
 }
 
-/// The collections a watch can follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Resource {
-    Readings,
-    Latest,
-    Devices,
-    Alerts,
-    Commands,
-    Rejects,
-}
+pub use telltale_types::Resource;
 
-impl From<Resource> for telltale_types::Resource {
-    fn from(r: Resource) -> Self {
-        match r {
-            Resource::Readings => telltale_types::Resource::Readings,
-            Resource::Latest => telltale_types::Resource::Latest,
-            Resource::Devices => telltale_types::Resource::Devices,
-            Resource::Alerts => telltale_types::Resource::Alerts,
-            Resource::Commands => telltale_types::Resource::Commands,
-            Resource::Rejects => telltale_types::Resource::Rejects,
-        }
-    }
-}
-
-impl Resource {
-    /// The collection's name, as in its path.
-    pub fn name(self) -> &'static str {
-        telltale_types::Resource::from(self).as_str()
-    }
+/// The collections a watch can follow, by name, as a command-line value.
+fn resource() -> impl clap::builder::TypedValueParser<Value = Resource> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Resource::ALL.map(Resource::as_str))
+        // Only the names above get here.
+        .map(|name: String| Resource::parse(&name).unwrap_or(Resource::Readings))
 }
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// What to watch.
+    #[arg(value_parser = resource())]
     pub resource: Resource,
     /// A filter expression, e.g. 'metric == "temp" and value > 30' (see
     /// docs/api.md#filters).

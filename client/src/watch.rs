@@ -61,7 +61,7 @@ impl WatchState {
         let id = self.next_id;
         self.next_id += 1;
         let a = &self.args;
-        let mut m = WatchMessage::new(id, a.resource.into());
+        let mut m = WatchMessage::new(id, a.resource);
         m.heartbeat_seconds = Some(HEARTBEAT_SECS);
         m.filter.clone_from(&a.filter);
         m.device.clone_from(&a.device);
@@ -121,7 +121,7 @@ pub async fn watch(hub: &Hub, args: WatchArgs) -> Result<i32, Fail> {
     if st.rv.is_none() && !st.initial_pending {
         // "From now", pinned to a version so that a reconnect before the
         // first event misses nothing either.
-        let path = format!("/v1/{}", resource.name());
+        let path = format!("/v1/{}", resource.as_str());
         let (_, list) = hub
             .get::<List<IgnoredAny>>(&path, &[("limit", "1")])
             .await?;
@@ -227,7 +227,7 @@ pub async fn watch_on(
             })) if i == current => {
                 confirmed = true;
                 last_event = Instant::now();
-                let name = st.args.resource.name();
+                let name = st.args.resource.as_str();
                 match (&st.rv, st.initial_pending) {
                     _ if st.started && !resumed => {}
                     (Some(rv), false) if resumed => {

@@ -203,6 +203,21 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// Every collection, in the order the hub registers them.
+    pub const ALL: [Resource; 6] = [
+        Resource::Readings,
+        Resource::Latest,
+        Resource::Devices,
+        Resource::Alerts,
+        Resource::Commands,
+        Resource::Rejects,
+    ];
+
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     /// The collection's name, as in its path and in a watch message.
     pub fn as_str(self) -> &'static str {
         match self {
