@@ -68,8 +68,6 @@ pub struct Ask<'a> {
 pub trait Served: Send + Sync + 'static {
     /// Its name (see [`Resource::NAME`]).
     fn name(&self) -> &'static str;
-    /// Log or state.
-    fn kind(&self) -> Kind;
     /// What the API's document says of it.
     fn about(&self) -> About;
     /// Answers one HTTP request: a list, a long poll or a stream.
@@ -98,10 +96,6 @@ struct Registered<T: Resource>(Arc<Collection<Object<T>>>);
 impl<T: Resource> Served for Registered<T> {
     fn name(&self) -> &'static str {
         T::NAME
-    }
-
-    fn kind(&self) -> Kind {
-        T::KIND
     }
 
     fn about(&self) -> About {

@@ -363,15 +363,24 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     }
 }
 
-/// The OpenAPI 3.1 document of the routes, generated once when the router
-/// is built (`apidoc`).
+/// The OpenAPI 3.1 document of the routes: generated from the route table
+/// at its first request (`apidoc`), then served as those bytes.
 #[derive(Debug, Clone)]
-struct ApiDoc(Arc<str>);
+struct ApiDoc {
+    /// The routes it describes.
+    table: Arc<RouteTable>,
+    /// The document's text, once generated.
+    text: Arc<std::sync::OnceLock<bytes::Bytes>>,
+}
 
 async fn openapi(axum::Extension(doc): axum::Extension<ApiDoc>) -> Response {
+    let text = doc
+        .text
+        .get_or_init(|| apidoc::text(&doc.table.document()).into())
+        .clone();
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        doc.0.to_string(),
+        text,
     )
         .into_response()
 }
@@ -569,7 +578,10 @@ pub fn app(state: AppState) -> Router {
 pub fn with_layers(router: Router<AppState>, table: Arc<RouteTable>, state: AppState) -> Router {
     let cors_layer =
         (!state.config.cors_origins.is_empty()).then(|| cors(&state.config.cors_origins));
-    let doc = ApiDoc(apidoc::text(&table.document()).into());
+    let doc = ApiDoc {
+        table: table.clone(),
+        text: Arc::default(),
+    };
     let router = router
         .layer(axum::Extension(doc))
         .fallback(not_found)
